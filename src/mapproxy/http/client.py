@@ -1,0 +1,262 @@
+"""HTTP client for upstream requests: pooled connections, timeouts, MapProxy error texts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import (
+    InsecureRequestWarning,
+    MaxRetryError,
+    NewConnectionError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
+from urllib3.util.retry import Retry
+
+import mapproxy
+from mapproxy.errors import HTTPClientError
+
+__all__ = ["HTTPClient", "HTTPResponse", "UpstreamHTTPError"]
+
+request_log = logging.getLogger("mapproxy.source.request")
+log = logging.getLogger(__name__)
+
+# Query strings longer than this are sent as POST body with method AUTO.
+MAX_GET_QUERY_LENGTH = 4000
+
+USER_AGENT = f"MapProxy-{mapproxy.__version__}"
+
+_pool_managers: dict[tuple[str | None, bool], urllib3.PoolManager] = {}
+_pool_managers_lock = threading.Lock()
+
+
+def _pool_manager(ssl_ca_certs: str | None, ssl_no_cert_checks: bool) -> urllib3.PoolManager:
+    """The process-wide PoolManager for one set of SSL settings (connections are shared)."""
+    key = (ssl_ca_certs, ssl_no_cert_checks)
+    with _pool_managers_lock:
+        manager = _pool_managers.get(key)
+        if manager is None:
+            options: dict[str, Any] = {}
+            if ssl_no_cert_checks:
+                options["cert_reqs"] = "CERT_NONE"
+                # The user asked for unchecked connections; a warning per request is noise.
+                urllib3.disable_warnings(InsecureRequestWarning)
+            else:
+                options["cert_reqs"] = "CERT_REQUIRED"
+                if ssl_ca_certs:
+                    options["ca_certs"] = ssl_ca_certs
+            manager = urllib3.PoolManager(num_pools=64, maxsize=16, block=False, **options)
+            _pool_managers[key] = manager
+        return manager
+
+
+class _Retry(Retry):
+    """Retries only what is safe: a GET on a dropped pooled connection; never timeouts."""
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
+        if isinstance(error, Urllib3TimeoutError):
+            # Also covers NewConnectionError (a ConnectTimeoutError subclass): refused
+            # connections and timeouts fail at once instead of doubling the wait.
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+_RETRIES = _Retry(total=None, connect=0, read=1, redirect=5, status=0, other=0)
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    """A complete upstream response; ``headers`` are case-insensitive."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+    duration_seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def content_type(self) -> str:
+        """Lower-case mime type without parameters, e.g. ``image/png`` ('' if missing)."""
+        value = self.headers.get("Content-Type", "") or ""
+        return value.split(";", 1)[0].strip().lower()
+
+
+class UpstreamHTTPError(HTTPClientError):
+    """An HTTPClientError that knows the URL, the status (None: no response) and the reason.
+
+    ``str(error)`` is the user-visible message (short when error details are hidden);
+    ``full_message`` always names the URL and reason.
+    """
+
+    def __init__(self, message: str, url: str, status: int | None, full_message: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.full_message = full_message
+
+
+def error_message(reason: str, url: str, detail: object, hide_error_details: bool) -> str:
+    """User-visible error text; the full form names the URL and the detail."""
+    if hide_error_details:
+        return f"{reason} (see logs for URL and reason)."
+    return f'{reason} "{url}": {detail}'
+
+
+class HTTPClient:
+    """Fetches URLs with one timeout, headers and SSL settings (a source's ``http`` options).
+
+    ``method`` is ``AUTO`` (GET; POST for query strings over 4000 characters), ``GET`` or
+    ``POST`` (the query string is sent as form body). Connections are pooled per process.
+    """
+
+    def __init__(
+        self,
+        timeout_seconds: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_no_cert_checks: bool = False,
+        hide_error_details: bool = True,
+        method: str = "AUTO",
+    ) -> None:
+        method = method.upper()
+        if method not in ("AUTO", "GET", "POST"):
+            raise ValueError(f"unsupported http method {method!r}")
+        self.timeout_seconds = float(timeout_seconds)
+        self.headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        for name, value in (headers or {}).items():
+            self.headers[str(name)] = str(value)
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_no_cert_checks = ssl_no_cert_checks
+        self.hide_error_details = hide_error_details
+        self.method = method
+        self._timeout = urllib3.Timeout(connect=self.timeout_seconds, read=self.timeout_seconds)
+        self._pool = _pool_manager(ssl_ca_certs, ssl_no_cert_checks)
+
+    def open(self, url: str, data: bytes | None = None) -> HTTPResponse:
+        """Fetch ``url`` (POST ``data`` if given); raises UpstreamHTTPError (an HTTPClientError).
+
+        Every request is logged on ``mapproxy.source.request``; status >= 400 is an error.
+        """
+        method, request_url, body, headers = self._prepare(url, data)
+        start = time.perf_counter()
+        try:
+            response = self._pool.request(
+                method,
+                request_url,
+                body=body,
+                headers=headers,
+                timeout=self._timeout,
+                retries=_RETRIES,
+                preload_content=False,
+            )
+        except (Urllib3HTTPError, OSError) as error:
+            self._log_request(method, url, None, None, time.perf_counter() - start)
+            raise self._no_response(url, error) from error
+        duration = time.perf_counter() - start
+        status = response.status
+        try:
+            payload = response.read()
+        except (Urllib3HTTPError, OSError) as error:
+            self._log_request(method, url, status, None, duration)
+            raise self._no_response(url, error) from error
+        finally:
+            response.release_conn()
+        if status >= 400:
+            self._log_request(method, url, status, None, duration)
+            message = error_message("HTTP Error", url, status, self.hide_error_details)
+            full = error_message("HTTP Error", url, status, False)
+            log.warning("%s", full)
+            raise UpstreamHTTPError(message, url, status, full)
+        self._log_request(method, url, status, response.headers.get("Content-Length"), duration)
+        return HTTPResponse(
+            status=status,
+            headers=response.headers,
+            body=payload,
+            url=url,
+            duration_seconds=duration,
+        )
+
+    def _prepare(
+        self, url: str, data: bytes | None
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
+        headers = dict(self.headers)
+        if data is not None:
+            return "POST", url, data, headers
+        if self.method == "GET":
+            return "GET", url, None, headers
+        parts = urlsplit(url)
+        if self.method == "POST" or len(parts.query) > MAX_GET_QUERY_LENGTH:
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+            base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+            return "POST", base_url, parts.query.encode("ascii", "replace"), headers
+        return "GET", url, None, headers
+
+    def _no_response(self, url: str, error: BaseException) -> UpstreamHTTPError:
+        reason_error = error.reason if isinstance(error, MaxRetryError) else error
+        if isinstance(reason_error, SSLError):
+            reason = "Could not verify connection to URL"
+        else:
+            reason = "No response from URL"
+        detail = _describe(reason_error)
+        message = error_message(reason, url, detail, self.hide_error_details)
+        full = error_message(reason, url, detail, False)
+        log.warning("%s", full)
+        return UpstreamHTTPError(message, url, None, full)
+
+    @staticmethod
+    def _log_request(
+        method: str,
+        url: str,
+        status: int | None,
+        content_length: str | None,
+        duration_seconds: float,
+    ) -> None:
+        if not request_log.isEnabledFor(logging.INFO):
+            return
+        size = "-"
+        if content_length is not None:
+            try:
+                size = f"{int(content_length) / 1024:.1f}"
+            except ValueError:
+                size = "-"
+        duration = str(int(duration_seconds * 1000)) if duration_seconds else "-"
+        request_log.info(
+            "%s %s %s %s %s",
+            method,
+            url.replace(" ", ""),
+            "-" if status is None else status,
+            size,
+            duration,
+        )
+
+
+def _describe(error: BaseException | None) -> str:
+    """A short reason text for a urllib3/socket error."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, Urllib3TimeoutError) and not isinstance(error, NewConnectionError):
+        return "timed out"
+    if isinstance(error, NewConnectionError):
+        # "<HTTPConnection...>: Failed to establish a new connection: [Errno 111] ..."
+        text = str(error)
+        marker = "Failed to establish a new connection: "
+        return text.split(marker, 1)[1] if marker in text else text
+    if isinstance(error, MaxRetryError):
+        return _describe(error.reason)
+    return str(error) or type(error).__name__

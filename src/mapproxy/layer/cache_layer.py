@@ -1,0 +1,178 @@
+"""Map layers: a cache assembled from tiles (and reprojected), or a source used directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from mapproxy.cache.base import Tile
+from mapproxy.errors import MapProxyError, NoTiles, TransformationError
+from mapproxy.grid.tile_grid import TileCoord, TileGrid
+from mapproxy.image.blank import blank_image
+from mapproxy.image.options import ImageOptions
+from mapproxy.image.result import ImageResult
+from mapproxy.image.tile import assemble_tiles
+from mapproxy.image.transform import transform_image
+from mapproxy.layer.base import ResolutionRange
+from mapproxy.source.base import MapExtent, MapQuery, MapSource
+from mapproxy.srs import BBox, bbox_intersects
+
+
+class TooManyTiles(MapProxyError):
+    """A request would need more tiles than ``max_tile_limit`` allows."""
+
+
+class GridTileLoader(Protocol):
+    """A TileManager: the grid it serves and a bulk tile load."""
+
+    grid: TileGrid
+
+    def load_tiles(self, coords: Sequence[TileCoord]) -> list[Tile]:
+        """Tiles for ``coords`` in the same order, created where missing."""
+        ...
+
+
+class CacheMapLayer:
+    """Renders arbitrary bboxes/SRS from the tiles of a cache (one tile manager per grid).
+
+    The grid in the request SRS is used when there is one; otherwise a projected grid
+    for projected requests and a geographic one for geographic requests, then the first.
+    """
+
+    supports_meta_tiles = True
+
+    def __init__(
+        self,
+        tile_managers: Sequence[GridTileLoader],
+        extent: MapExtent,
+        image_options: ImageOptions,
+        transparent: bool = False,
+        max_tile_limit: int = 500,
+        res_range: ResolutionRange | None = None,
+    ) -> None:
+        if not tile_managers:
+            raise ValueError("a cache layer needs at least one tile manager")
+        self.tile_managers = list(tile_managers)
+        self.extent = extent
+        self.image_options = image_options
+        self.transparent = transparent
+        self.max_tile_limit = max_tile_limit
+        self.res_range = res_range
+        self._manager_by_srs: dict[str, GridTileLoader] = {}
+
+    def _manager_for(self, query: MapQuery) -> GridTileLoader:
+        manager = self._manager_by_srs.get(query.srs.code)
+        if manager is not None:
+            return manager
+        candidates = [tm for tm in self.tile_managers if tm.grid.srs.is_same_as(query.srs)]
+        if not candidates:
+            candidates = [
+                tm for tm in self.tile_managers if tm.grid.srs.is_latlong == query.srs.is_latlong
+            ]
+        manager = candidates[0] if candidates else self.tile_managers[0]
+        self._manager_by_srs[query.srs.code] = manager
+        return manager
+
+    def get_map(self, query: MapQuery) -> ImageResult:
+        """Assemble the tiles covering ``query`` and fit them to its bbox/size/SRS."""
+        options = self.image_options.updated(transparent=True)
+        if self.res_range is not None and not self.res_range.contains(
+            query.bbox[2] - query.bbox[0], query.size[0], query.srs
+        ):
+            return blank_image(query.size, options)
+        try:
+            extent_bbox = self.extent.bbox_for(query.srs)
+        except TransformationError:
+            extent_bbox = None
+        if extent_bbox is not None and not bbox_intersects(extent_bbox, query.bbox):
+            return blank_image(query.size, options)
+
+        manager = self._manager_for(query)
+        grid = manager.grid
+        try:
+            affected = grid.affected_tiles(query.bbox, query.size, query.srs)
+        except (NoTiles, TransformationError):
+            return blank_image(query.size, options)
+        coords = [coord for coord in affected.tiles if coord is not None]
+        if len(coords) > self.max_tile_limit:
+            raise TooManyTiles(
+                f"too many tiles, max_tile_limit: {self.max_tile_limit}, tiles: {len(coords)}"
+            )
+        if not coords:
+            return blank_image(query.size, options)
+        loaded = manager.load_tiles(coords)
+        by_coord = {tile.coord: tile for tile in loaded}
+        cacheable = all(tile.cacheable for tile in loaded)
+        tile_results: list[ImageResult | None] = []
+        for coord in affected.tiles:
+            tile = by_coord.get(coord) if coord is not None else None
+            if tile is None or not tile.data:
+                tile_results.append(None)
+            else:
+                tile_results.append(ImageResult(tile.data))
+
+        if (
+            len(tile_results) == 1
+            and tile_results[0] is not None
+            and grid.srs.is_same_as(query.srs)
+            and _same_bbox(affected.bbox, query.bbox, grid.resolution(affected.level))
+            and tuple(grid.tile_size) == tuple(query.size)
+        ):
+            single = tile_results[0]
+            single.cacheable = cacheable
+            return single
+
+        image = assemble_tiles(
+            tile_results,
+            affected.grid_size,
+            grid.tile_size,
+            transparent=True,
+            bgcolor=self.image_options.bgcolor,
+        )
+        result_image = transform_image(
+            image,
+            affected.bbox,
+            grid.srs,
+            query.bbox,
+            query.size,
+            query.srs,
+            resampling=self.image_options.resampling,
+        )
+        return ImageResult(result_image, size=query.size, transparent=True, cacheable=cacheable)
+
+
+def _same_bbox(a: BBox, b: BBox, res: float) -> bool:
+    tolerance = res / 10
+    return all(abs(x - y) < tolerance for x, y in zip(a, b, strict=True))
+
+
+class DirectMapLayer:
+    """A source used directly (no cache), limited to its extent and resolution range."""
+
+    def __init__(
+        self,
+        source: MapSource,
+        extent: MapExtent,
+        res_range: ResolutionRange | None = None,
+    ) -> None:
+        self.source = source
+        self.extent = extent
+        self.transparent = source.transparent
+        self.supports_meta_tiles = source.supports_meta_tiles
+        self.res_range = res_range
+
+    def get_map(self, query: MapQuery) -> ImageResult:
+        """The source's answer for ``query``, or a transparent image outside its range."""
+        options = ImageOptions(format=query.format, transparent=True)
+        if self.res_range is not None and not self.res_range.contains(
+            query.bbox[2] - query.bbox[0], query.size[0], query.srs
+        ):
+            return blank_image(query.size, options)
+        if self.source.extent is not None:
+            try:
+                extent_bbox = self.source.extent.bbox_for(query.srs)
+            except TransformationError:
+                extent_bbox = None
+            if extent_bbox is not None and not bbox_intersects(extent_bbox, query.bbox):
+                return blank_image(query.size, options)
+        return self.source.get_map(query)

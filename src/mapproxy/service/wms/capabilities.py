@@ -1,0 +1,578 @@
+"""WMS capabilities documents (1.0.0, 1.1.0, 1.1.1, 1.3.0), built once per service.
+
+Everything except the request URL is fixed at service creation, so each version is
+rendered once into parts around a URL marker; a request only joins the parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from mapproxy.errors import MapProxyError
+from mapproxy.layer.base import ResolutionRange, WMSLayer
+from mapproxy.service.base import xml_safe
+from mapproxy.service.wms.request import FormatTable
+from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
+
+# NUL never survives xml_safe(), so it cannot clash with escaped content.
+_URL_MARKER = "\x00URL\x00"
+_XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
+_OGC_PIXEL_SIZE_M = 0.00028
+
+CAPABILITIES_CONTENT_TYPES = {
+    "1.0.0": "text/xml; charset=utf-8",
+    "1.1.0": "application/vnd.ogc.wms_xml",
+    "1.1.1": "application/vnd.ogc.wms_xml",
+    "1.3.0": "text/xml; charset=utf-8",
+}
+
+FEATUREINFO_MIME_TYPES = {
+    "text": "text/plain",
+    "html": "text/html",
+    "xml": "application/vnd.ogc.gml",
+    "json": "application/json",
+}
+
+
+def featureinfo_mime_type(info_type: str, version: str) -> str:
+    """Mime type offered for a ``featureinfo_types`` entry in ``version``."""
+    if info_type == "xml" and version == "1.3.0":
+        return "text/xml"
+    return FEATUREINFO_MIME_TYPES.get(info_type, info_type)
+
+
+def text(value: Any) -> str:
+    """Escaped element content."""
+    return escape(xml_safe(str(value)))
+
+
+def attr(value: Any) -> str:
+    """Quoted and escaped attribute value."""
+    return quoteattr(xml_safe(str(value)))
+
+
+def number(value: float) -> str:
+    """A coordinate or scale as text (shortest round-tripping form)."""
+    return repr(float(value))
+
+
+@dataclass(frozen=True, slots=True)
+class LayerBBoxes:
+    """Precomputed extents of one layer: lon/lat and x/y bboxes per SRS code."""
+
+    llbbox: BBox
+    bboxes: tuple[tuple[SRS, BBox], ...]
+
+
+class CapabilitiesDocuments:
+    """All capabilities documents of one WMS service."""
+
+    def __init__(
+        self,
+        root: WMSLayer,
+        md: Mapping[str, Any],
+        srs: Sequence[SRS],
+        bbox_srs: Sequence[str | Mapping[str, Any]],
+        formats: FormatTable,
+        max_output_pixels: int,
+        versions: Iterable[str],
+        featureinfo_types: Sequence[str] = ("text", "html", "xml"),
+    ) -> None:
+        self.root = root
+        self.md = md
+        self.srs = list(srs)
+        self.formats = formats
+        self.max_output_pixels = max_output_pixels
+        self.featureinfo_types = list(featureinfo_types)
+        self._bbox_srs = self._bbox_srs_entries(bbox_srs)
+        self._layer_bboxes: dict[int, LayerBBoxes] = {}
+        self._collect_bboxes(root)
+        self._parts: dict[str, list[bytes]] = {}
+        for version in versions:
+            document = self._build(version)
+            lines = [line for line in document.split("\n") if line.strip()]
+            self._parts[version] = [
+                part.encode("utf-8") for part in "\n".join(lines).split(_URL_MARKER)
+            ]
+            self._parts[version][-1] += b"\n"
+
+    def render(self, version: str, url: str) -> bytes:
+        """The document for ``version`` with ``url`` as every operation's OnlineResource."""
+        quoted = escape(xml_safe(url)).replace('"', "&quot;")
+        return quoted.encode("utf-8").join(self._parts[version])
+
+    # -- precomputation -------------------------------------------------------------
+
+    def _bbox_srs_entries(
+        self, bbox_srs: Sequence[str | Mapping[str, Any]]
+    ) -> list[tuple[SRS, BBox | None]]:
+        offered = {s.code: s for s in self.srs}
+        entries: list[tuple[SRS, BBox | None]] = []
+        for entry in bbox_srs:
+            forced: BBox | None = None
+            if isinstance(entry, str):
+                code = entry
+            else:
+                code = str(entry.get("srs", ""))
+                raw_bbox = entry.get("bbox")
+                if raw_bbox:
+                    minx, miny, maxx, maxy = (float(v) for v in raw_bbox)
+                    forced = (minx, miny, maxx, maxy)
+            srs = offered.get(code.strip().upper())
+            if srs is not None and all(srs != existing for existing, _ in entries):
+                entries.append((srs, forced))
+        return entries
+
+    def _collect_bboxes(self, layer: WMSLayer) -> None:
+        self._layer_bboxes[id(layer)] = self._layer_bbox_info(layer)
+        for child in layer.children:
+            self._collect_bboxes(child)
+
+    def _layer_bbox_info(self, layer: WMSLayer) -> LayerBBoxes:
+        extent = layer.extent
+        try:
+            lon_lat = extent.bbox_for(get_srs("EPSG:4326"))
+        except MapProxyError:
+            lon_lat = (-180.0, -90.0, 180.0, 90.0)
+        llbbox = (
+            max(-180.0, lon_lat[0]),
+            max(-89.999999, lon_lat[1]),
+            min(180.0, lon_lat[2]),
+            min(89.999999, lon_lat[3]),
+        )
+        entries = list(self._bbox_srs)
+        native = next((s for s in self.srs if s == extent.srs), None)
+        if native is not None and all(native != s for s, _ in entries):
+            entries.append((native, None))
+        bboxes: list[tuple[SRS, BBox]] = []
+        for srs, forced in entries:
+            try:
+                bbox: BBox | None = extent.bbox_for(srs)
+            except MapProxyError:
+                continue
+            if forced is not None and bbox is not None:
+                bbox = bbox_intersection(bbox, forced)
+            if bbox is None or not all(math.isfinite(v) for v in bbox):
+                continue
+            bboxes.append((srs, bbox))
+        return LayerBBoxes(llbbox, tuple(bboxes))
+
+    # -- document building ----------------------------------------------------------
+
+    def _build(self, version: str) -> str:
+        if version == "1.0.0":
+            return self._build_100()
+        if version == "1.3.0":
+            return self._build_130()
+        return self._build_111(version)
+
+    def _md_text(self, key: str, default: str | None = None) -> str | None:
+        value = self.md.get(key, default)
+        return None if value is None else str(value)
+
+    def _keywords(self, md: Mapping[str, Any], with_vocabulary: bool, indent: str) -> list[str]:
+        keywords: list[tuple[str | None, str]] = []
+        for group in md.get("keyword_list") or []:
+            if isinstance(group, Mapping):
+                vocabulary = group.get("vocabulary")
+                values = group.get("keywords") or []
+                if isinstance(values, str):
+                    values = [values]
+                keywords.extend((vocabulary, str(v)) for v in values)
+            else:
+                keywords.append((None, str(group)))
+        if not keywords:
+            return []
+        lines = [f"{indent}<KeywordList>"]
+        for vocabulary, keyword in keywords:
+            vocab_attr = f" vocabulary={attr(vocabulary)}" if with_vocabulary and vocabulary else ""
+            lines.append(f"{indent}  <Keyword{vocab_attr}>{text(keyword)}</Keyword>")
+        lines.append(f"{indent}</KeywordList>")
+        return lines
+
+    def _contact(self) -> list[str]:
+        contact = self.md.get("contact") or {}
+        if not isinstance(contact, Mapping) or not contact:
+            return []
+
+        def field(key: str) -> str:
+            value = contact.get(key)
+            return "" if value is None else text(value)
+
+        lines = ["  <ContactInformation>"]
+        if contact.get("person") or contact.get("organization"):
+            lines += [
+                "    <ContactPersonPrimary>",
+                f"      <ContactPerson>{field('person')}</ContactPerson>",
+                f"      <ContactOrganization>{field('organization')}</ContactOrganization>",
+                "    </ContactPersonPrimary>",
+            ]
+        if contact.get("position"):
+            lines.append(f"    <ContactPosition>{field('position')}</ContactPosition>")
+        address_keys = ("address", "city", "state", "postcode", "country")
+        if any(contact.get(key) for key in address_keys):
+            address_type = contact.get("address_type") or "postal"
+            lines += [
+                "    <ContactAddress>",
+                f"      <AddressType>{text(address_type)}</AddressType>",
+                f"      <Address>{field('address')}</Address>",
+                f"      <City>{field('city')}</City>",
+                f"      <StateOrProvince>{field('state')}</StateOrProvince>",
+                f"      <PostCode>{field('postcode')}</PostCode>",
+                f"      <Country>{field('country')}</Country>",
+                "    </ContactAddress>",
+            ]
+        if contact.get("phone"):
+            lines.append(f"    <ContactVoiceTelephone>{field('phone')}</ContactVoiceTelephone>")
+        if contact.get("fax"):
+            lines.append(
+                f"    <ContactFacsimileTelephone>{field('fax')}</ContactFacsimileTelephone>"
+            )
+        if contact.get("email"):
+            lines.append(
+                f"    <ContactElectronicMailAddress>{field('email')}</ContactElectronicMailAddress>"
+            )
+        lines.append("  </ContactInformation>")
+        return lines
+
+    def _service_online_resource(self) -> str:
+        online = self.md.get("online_resource")
+        return text(online) if online else _URL_MARKER
+
+    def _service_section(self, name: str, xlink_ns: str, with_vocabulary: bool) -> list[str]:
+        lines = [
+            "<Service>",
+            f"  <Name>{name}</Name>",
+            f"  <Title>{text(self._md_text('title') or 'MapProxy WMS')}</Title>",
+        ]
+        abstract = self._md_text("abstract")
+        if abstract:
+            lines.append(f"  <Abstract>{text(abstract)}</Abstract>")
+        lines += self._keywords(self.md, with_vocabulary, "  ")
+        lines.append(
+            f'  <OnlineResource{xlink_ns} xlink:type="simple"'
+            f' xlink:href="{self._service_online_resource()}"/>'
+        )
+        lines += self._contact()
+        lines.append(f"  <Fees>{text(self._md_text('fees') or 'none')}</Fees>")
+        access = self._md_text("access_constraints") or "none"
+        lines.append(f"  <AccessConstraints>{text(access)}</AccessConstraints>")
+        return lines
+
+    def _dcp(self, xlink_ns: str, indent: str) -> list[str]:
+        return [
+            f"{indent}<DCPType>",
+            f"{indent}  <HTTP>",
+            f'{indent}    <Get><OnlineResource{xlink_ns} xlink:type="simple"'
+            f' xlink:href="{_URL_MARKER}"/></Get>',
+            f"{indent}  </HTTP>",
+            f"{indent}</DCPType>",
+        ]
+
+    def _operation(self, name: str, formats: Sequence[str], xlink_ns: str) -> list[str]:
+        lines = [f"    <{name}>"]
+        lines += [f"      <Format>{text(fmt)}</Format>" for fmt in formats]
+        lines += self._dcp(xlink_ns, "      ")
+        lines.append(f"    </{name}>")
+        return lines
+
+    def _featureinfo_formats(self, version: str) -> list[str]:
+        result: list[str] = []
+        for info_type in self.featureinfo_types:
+            mime = featureinfo_mime_type(info_type, version)
+            if mime not in result:
+                result.append(mime)
+        return result
+
+    # -- 1.1.0 / 1.1.1 --------------------------------------------------------------
+
+    def _build_111(self, version: str) -> str:
+        xlink_ns = f" {_XLINK}"
+        dtd = (
+            "http://schemas.opengis.net/wms/1.1.1/WMS_MS_Capabilities.dtd"
+            if version == "1.1.1"
+            else "http://schemas.opengis.net/wms/1.1.0/capabilities_1_1_0.dtd"
+        )
+        lines = [
+            '<?xml version="1.0"?>',
+            f'<!DOCTYPE WMT_MS_Capabilities SYSTEM "{dtd}"',
+            " [",
+            " <!ELEMENT VendorSpecificCapabilities EMPTY>",
+            " ]>",
+            f'<WMT_MS_Capabilities version="{version}">',
+        ]
+        lines += self._service_section("OGC:WMS", xlink_ns, with_vocabulary=False)
+        lines.append("</Service>")
+        lines += ["<Capability>", "  <Request>"]
+        lines += self._operation("GetCapabilities", ["application/vnd.ogc.wms_xml"], xlink_ns)
+        lines += self._operation("GetMap", [f.name for f in self.formats.formats], xlink_ns)
+        lines += self._operation("GetFeatureInfo", self._featureinfo_formats(version), xlink_ns)
+        lines += [
+            "  </Request>",
+            "  <Exception>",
+            "    <Format>application/vnd.ogc.se_xml</Format>",
+            "    <Format>application/vnd.ogc.se_inimage</Format>",
+            "    <Format>application/vnd.ogc.se_blank</Format>",
+            "  </Exception>",
+        ]
+        lines += self._layer_111(self.root, "  ", is_root=True)
+        lines += ["</Capability>", "</WMT_MS_Capabilities>"]
+        return "\n".join(lines)
+
+    def _layer_111(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
+        queryable = ' queryable="1"' if layer.queryable else ""
+        lines = [f"{indent}<Layer{queryable}>"]
+        inner = indent + "  "
+        if layer.name:
+            lines.append(f"{inner}<Name>{text(layer.name)}</Name>")
+        lines.append(f"{inner}<Title>{text(layer.title)}</Title>")
+        if is_root:
+            lines += [f"{inner}<SRS>{text(srs.code)}</SRS>" for srs in self.srs]
+        info = self._layer_bboxes[id(layer)]
+        minx, miny, maxx, maxy = info.llbbox
+        lines.append(
+            f'{inner}<LatLonBoundingBox minx="{number(minx)}" miny="{number(miny)}"'
+            f' maxx="{number(maxx)}" maxy="{number(maxy)}" />'
+        )
+        for srs, bbox in info.bboxes:
+            lines.append(
+                f'{inner}<BoundingBox SRS={attr(srs.code)} minx="{number(bbox[0])}"'
+                f' miny="{number(bbox[1])}" maxx="{number(bbox[2])}" maxy="{number(bbox[3])}" />'
+            )
+        for entry in _md_list(layer.md, "metadata"):
+            kind = str(entry.get("type", ""))
+            if kind not in ("TC211", "FGDC"):
+                continue
+            lines += [
+                f"{inner}<MetadataURL type={attr(kind)}>",
+                f"{inner}  <Format>{text(entry.get('format', ''))}</Format>",
+                f'{inner}  <OnlineResource {_XLINK} xlink:type="simple"'
+                f" xlink:href={attr(entry.get('url', ''))}/>",
+                f"{inner}</MetadataURL>",
+            ]
+        lines += _scale_hint(layer.res_range, inner)
+        for child in layer.children:
+            lines += self._layer_111(child, inner)
+        lines.append(f"{indent}</Layer>")
+        return lines
+
+    # -- 1.3.0 ----------------------------------------------------------------------
+
+    def _build_130(self) -> str:
+        side = math.isqrt(max(self.max_output_pixels, 0))
+        lines = [
+            '<?xml version="1.0"?>',
+            '<WMS_Capabilities xmlns="http://www.opengis.net/wms"'
+            ' xmlns:sld="http://www.opengis.net/sld"'
+            ' xmlns:xlink="http://www.w3.org/1999/xlink"'
+            ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.3.0"'
+            ' xsi:schemaLocation="http://www.opengis.net/wms'
+            " http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd"
+            " http://www.opengis.net/sld"
+            ' http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd">',
+        ]
+        lines += self._service_section("WMS", "", with_vocabulary=True)
+        lines += [f"  <MaxWidth>{side}</MaxWidth>", f"  <MaxHeight>{side}</MaxHeight>"]
+        lines.append("</Service>")
+        lines += ["<Capability>", "  <Request>"]
+        lines += self._operation("GetCapabilities", ["text/xml"], "")
+        lines += self._operation("GetMap", [f.name for f in self.formats.formats], "")
+        lines += self._operation("GetFeatureInfo", self._featureinfo_formats("1.3.0"), "")
+        lines += [
+            "  </Request>",
+            "  <Exception>",
+            "    <Format>XML</Format>",
+            "    <Format>INIMAGE</Format>",
+            "    <Format>BLANK</Format>",
+            "  </Exception>",
+        ]
+        lines += self._layer_130(self.root, "  ", is_root=True)
+        lines += ["</Capability>", "</WMS_Capabilities>"]
+        return "\n".join(lines)
+
+    def _layer_130(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
+        queryable = ' queryable="1"' if layer.queryable else ""
+        lines = [f"{indent}<Layer{queryable}>"]
+        inner = indent + "  "
+        md = layer.md
+        if layer.name:
+            lines.append(f"{inner}<Name>{text(layer.name)}</Name>")
+        lines.append(f"{inner}<Title>{text(layer.title)}</Title>")
+        if md.get("abstract"):
+            lines.append(f"{inner}<Abstract>{text(md['abstract'])}</Abstract>")
+        lines += self._keywords(md, True, inner)
+        if is_root:
+            lines += [f"{inner}<CRS>{text(srs.code)}</CRS>" for srs in self.srs]
+        info = self._layer_bboxes[id(layer)]
+        west, south, east, north = info.llbbox
+        lines += [
+            f"{inner}<EX_GeographicBoundingBox>",
+            f"{inner}  <westBoundLongitude>{number(west)}</westBoundLongitude>",
+            f"{inner}  <eastBoundLongitude>{number(east)}</eastBoundLongitude>",
+            f"{inner}  <southBoundLatitude>{number(south)}</southBoundLatitude>",
+            f"{inner}  <northBoundLatitude>{number(north)}</northBoundLatitude>",
+            f"{inner}</EX_GeographicBoundingBox>",
+        ]
+        for srs, bbox in info.bboxes:
+            ordered = srs.axis_ordered(bbox)
+            lines.append(
+                f'{inner}<BoundingBox CRS={attr(srs.code)} minx="{number(ordered[0])}"'
+                f' miny="{number(ordered[1])}" maxx="{number(ordered[2])}"'
+                f' maxy="{number(ordered[3])}" />'
+            )
+        lines += _attribution_130(md, inner)
+        identifiers = _md_list(md, "identifier")
+        for entry in identifiers:
+            if entry.get("url") and entry.get("name"):
+                lines += [
+                    f"{inner}<AuthorityURL name={attr(entry['name'])}>",
+                    f"{inner}  {_online_resource(entry['url'])}",
+                    f"{inner}</AuthorityURL>",
+                ]
+        for entry in identifiers:
+            if entry.get("name") and entry.get("value") is not None:
+                lines.append(
+                    f"{inner}<Identifier authority={attr(entry['name'])}>"
+                    f"{text(entry['value'])}</Identifier>"
+                )
+        for entry in _md_list(md, "metadata"):
+            lines += [
+                f"{inner}<MetadataURL type={attr(entry.get('type', ''))}>",
+                f"{inner}  <Format>{text(entry.get('format', ''))}</Format>",
+                f"{inner}  {_online_resource(entry.get('url', ''))}",
+                f"{inner}</MetadataURL>",
+            ]
+        for key, element in (("data", "DataURL"), ("feature_list", "FeatureListURL")):
+            for entry in _md_list(md, key):
+                lines += [
+                    f"{inner}<{element}>",
+                    f"{inner}  <Format>{text(entry.get('format', ''))}</Format>",
+                    f"{inner}  {_online_resource(entry.get('url', ''))}",
+                    f"{inner}</{element}>",
+                ]
+        lines += _scale_denominators(layer.res_range, inner)
+        for child in layer.children:
+            lines += self._layer_130(child, inner)
+        lines.append(f"{indent}</Layer>")
+        return lines
+
+    # -- 1.0.0 ----------------------------------------------------------------------
+
+    def _build_100(self) -> str:
+        online = self.md.get("online_resource")
+        lines = [
+            '<?xml version="1.0"?>',
+            '<WMT_MS_Capabilities version="1.0.0">',
+            "<Service>",
+            "  <Name>OGC:WMS</Name>",
+            f"  <Title>{text(self._md_text('title') or 'MapProxy WMS')}</Title>",
+        ]
+        abstract = self._md_text("abstract")
+        if abstract:
+            lines.append(f"  <Abstract>{text(abstract)}</Abstract>")
+        lines.append(
+            f"  <OnlineResource>{text(online) if online else _URL_MARKER}</OnlineResource>"
+        )
+        lines.append(f"  <Fees>{text(self._md_text('fees') or 'none')}</Fees>")
+        access = self._md_text("access_constraints") or "none"
+        lines.append(f"  <AccessConstraints>{text(access)}</AccessConstraints>")
+        lines += ["</Service>", "<Capability>", "  <Request>"]
+        get = f'<DCPType><HTTP><Get onlineResource="{_URL_MARKER}"/></HTTP></DCPType>'
+        map_formats = "".join(f"<{name} />" for name in self.formats.names_100())
+        lines += [
+            f"    <Map><Format>{map_formats}</Format>{get}</Map>",
+            f"    <Capabilities><Format><WMS_XML /></Format>{get}</Capabilities>",
+            "  </Request>",
+            "  <Exception><Format><BLANK /><INIMAGE /><WMS_XML /></Format></Exception>",
+        ]
+        lines += self._layer_100(self.root, "  ", is_root=True)
+        lines += ["</Capability>", "</WMT_MS_Capabilities>"]
+        return "\n".join(lines)
+
+    def _layer_100(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
+        queryable = ' queryable="1"' if layer.queryable else ""
+        lines = [f"{indent}<Layer{queryable}>"]
+        inner = indent + "  "
+        if layer.name:
+            lines.append(f"{inner}<Name>{text(layer.name)}</Name>")
+        lines.append(f"{inner}<Title>{text(layer.title)}</Title>")
+        if is_root:
+            lines.append(f"{inner}<SRS>{text(' '.join(srs.code for srs in self.srs))}</SRS>")
+        info = self._layer_bboxes[id(layer)]
+        minx, miny, maxx, maxy = info.llbbox
+        lines.append(
+            f'{inner}<LatLonBoundingBox minx="{number(minx)}" miny="{number(miny)}"'
+            f' maxx="{number(maxx)}" maxy="{number(maxy)}" />'
+        )
+        for child in layer.children:
+            lines += self._layer_100(child, inner)
+        lines.append(f"{indent}</Layer>")
+        return lines
+
+
+def _md_list(md: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """A list-of-dicts metadata entry (a single dict is accepted as a one-item list)."""
+    value = md.get(key)
+    if isinstance(value, Mapping):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [item for item in value if isinstance(item, Mapping)]
+    return []
+
+
+def _online_resource(url: Any) -> str:
+    return f'<OnlineResource xlink:type="simple" xlink:href={attr(url)}/>'
+
+
+def _attribution_130(md: Mapping[str, Any], indent: str) -> list[str]:
+    attribution = md.get("attribution")
+    if not isinstance(attribution, Mapping) or not attribution:
+        return []
+    lines = [f"{indent}<Attribution>"]
+    if attribution.get("title"):
+        lines.append(f"{indent}  <Title>{text(attribution['title'])}</Title>")
+    if attribution.get("url"):
+        lines.append(f"{indent}  {_online_resource(attribution['url'])}")
+    logo = attribution.get("logo")
+    if isinstance(logo, Mapping) and logo.get("url"):
+        size_attrs = "".join(
+            f" {key}={attr(logo[key])}" for key in ("width", "height") if logo.get(key)
+        )
+        lines += [
+            f"{indent}  <LogoURL{size_attrs}>",
+            f"{indent}    <Format>{text(logo.get('format', ''))}</Format>",
+            f"{indent}    {_online_resource(logo['url'])}",
+            f"{indent}  </LogoURL>",
+        ]
+    lines.append(f"{indent}</Attribution>")
+    return lines
+
+
+def _scale_hint(res_range: ResolutionRange | None, indent: str) -> list[str]:
+    """1.1.x ScaleHint: diagonal pixel size (res * sqrt 2) of the finest and coarsest res."""
+    if res_range is None or (res_range.min_res is None and res_range.max_res is None):
+        return []
+    attrs = ""
+    if res_range.max_res is not None:
+        attrs += f' min="{number(res_range.max_res * math.sqrt(2))}"'
+    if res_range.min_res is not None:
+        attrs += f' max="{number(res_range.min_res * math.sqrt(2))}"'
+    return [f"{indent}<ScaleHint{attrs} />"]
+
+
+def _scale_denominators(res_range: ResolutionRange | None, indent: str) -> list[str]:
+    """1.3.0 Min/MaxScaleDenominator from the finest/coarsest res (OGC 0.28 mm pixels)."""
+    if res_range is None:
+        return []
+    lines: list[str] = []
+    if res_range.max_res is not None:
+        scale = number(res_range.max_res / _OGC_PIXEL_SIZE_M)
+        lines.append(f"{indent}<MinScaleDenominator>{scale}</MinScaleDenominator>")
+    if res_range.min_res is not None:
+        scale = number(res_range.min_res / _OGC_PIXEL_SIZE_M)
+        lines.append(f"{indent}<MaxScaleDenominator>{scale}</MaxScaleDenominator>")
+    return lines

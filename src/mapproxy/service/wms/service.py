@@ -1,0 +1,191 @@
+"""The WMS service: GetCapabilities and GetMap for versions 1.0.0 to 1.3.0."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from mapproxy.image.encode import detect_format, encode_image
+from mapproxy.image.merge import merge_images
+from mapproxy.image.message import message_image
+from mapproxy.image.options import ImageOptions
+from mapproxy.image.result import ImageResult
+from mapproxy.layer.base import WMSLayer
+from mapproxy.service.base import (
+    InvalidRequest,
+    no_cache,
+    query_params,
+    request_base_url,
+    xml_response,
+)
+from mapproxy.service.wms.capabilities import CAPABILITIES_CONTENT_TYPES, CapabilitiesDocuments
+from mapproxy.service.wms.exceptions import exception_response, xml_exception_response
+from mapproxy.service.wms.render import LayerRenderer, RenderError
+from mapproxy.service.wms.request import (
+    FormatTable,
+    GetMapParser,
+    GetMapRequest,
+    ImageSizeTooLarge,
+    request_type,
+    request_version,
+)
+from mapproxy.source.base import MapQuery
+from mapproxy.srs import SRS, UnknownSRS, get_srs
+
+log = logging.getLogger("mapproxy.config")
+
+SUPPORTED_VERSIONS = ("1.0.0", "1.1.0", "1.1.1", "1.3.0")
+DEFAULT_SRS = ("EPSG:4326", "EPSG:4258", "CRS:84", "EPSG:900913", "EPSG:3857")
+DEFAULT_BBOX_SRS = ("EPSG:4326", "EPSG:3857", "EPSG:900913")
+DEFAULT_IMAGE_FORMATS = ("image/png", "image/jpeg", "image/gif", "image/GeoTIFF", "image/tiff")
+DEFAULT_FEATUREINFO_TYPES = ("text", "html", "xml")
+
+_TIFF_TYPES = frozenset({"image/tiff", "image/geotiff"})
+_ERROR_TEXT_COLOR = (200, 0, 0)
+
+
+class WMSService:
+    """Answers WMS requests for one published layer tree."""
+
+    def __init__(
+        self,
+        root_layer: WMSLayer,
+        md: Mapping[str, Any],
+        srs: Sequence[str] = DEFAULT_SRS,
+        bbox_srs: Sequence[str | Mapping[str, Any]] = DEFAULT_BBOX_SRS,
+        image_formats: Sequence[str] = DEFAULT_IMAGE_FORMATS,
+        format_options: Mapping[str, ImageOptions] | None = None,
+        max_output_pixels: int = 4000 * 4000,
+        versions: Sequence[str] = SUPPORTED_VERSIONS,
+        strict: bool = False,
+        on_source_errors: str = "notify",
+        attribution: str | None = None,
+        concurrent_layer_renderer: int = 1,
+        featureinfo_types: Sequence[str] = DEFAULT_FEATUREINFO_TYPES,
+    ) -> None:
+        self.root_layer = root_layer
+        self.md = md
+        self.strict = strict
+        self.attribution = attribution or None
+        self.max_output_pixels = max_output_pixels
+        self.versions = tuple(v for v in SUPPORTED_VERSIONS if v in versions) or (
+            SUPPORTED_VERSIONS
+        )
+        self.srs: dict[str, SRS] = {}
+        for code in srs:
+            try:
+                self.srs.setdefault(code.strip().upper(), get_srs(code))
+            except UnknownSRS:
+                log.warning("WMS srs %r is unknown to PROJ; not offered", code)
+        self.formats = FormatTable(image_formats, format_options)
+        self.layers_by_name = {node.name: node for node in root_layer.iter_named() if node.name}
+        self.parser = GetMapParser(
+            list(self.layers_by_name), self.formats, self.srs, max_output_pixels
+        )
+        self.renderer = LayerRenderer(root_layer, on_source_errors, concurrent_layer_renderer)
+        self.capabilities = CapabilitiesDocuments(
+            root_layer,
+            md,
+            list(self.srs.values()),
+            bbox_srs,
+            self.formats,
+            max_output_pixels,
+            self.versions,
+            featureinfo_types,
+        )
+
+    def handle(self, request: Request) -> Response:
+        """Answer one WMS request (any version, any operation)."""
+        params = query_params(request)
+        version = request_version(params, self.versions)
+        try:
+            operation = request_type(params, version)
+        except InvalidRequest as error:
+            return xml_exception_response(version, error.message, error.code)
+        if operation == "GetMap":
+            return self.get_map(params, version)
+        if operation == "GetCapabilities":
+            return self.get_capabilities(request, version)
+        return xml_exception_response(
+            version, f"{operation} is not supported", "OperationNotSupported"
+        )
+
+    def get_capabilities(self, request: Request, version: str) -> Response:
+        """The capabilities document of ``version`` with this request's public URL."""
+        url = request_base_url(request) + "?"
+        body = self.capabilities.render(version, url)
+        return xml_response(body, CAPABILITIES_CONTENT_TYPES[version])
+
+    def get_map(self, params: Mapping[str, str], version: str) -> Response:
+        """Validate, render, merge and encode a GetMap request."""
+        context = self.parser.exception_context(params, version)
+        try:
+            map_request = self.parser.parse(params, version)
+        except ImageSizeTooLarge as error:
+            return xml_exception_response(version, error.message, error.code)
+        except InvalidRequest as error:
+            return exception_response(context, error.message, error.code)
+
+        options = map_request.format.options.updated(
+            transparent=map_request.transparent, bgcolor=map_request.bgcolor
+        )
+        query = MapQuery(
+            bbox=map_request.bbox,
+            size=map_request.size,
+            srs=map_request.srs,
+            format=options.mime_type,
+            transparent=map_request.transparent,
+            tiled_only=map_request.tiled,
+            dimensions=map_request.dimensions,
+        )
+        try:
+            rendered = self.renderer.render(map_request.layers, query, options)
+        except RenderError as error:
+            return exception_response(context, str(error))
+
+        image = rendered.image
+        overlays: list[ImageResult] = []
+        overlay_options = options.updated(transparent=True)
+        if rendered.errors:
+            text = "\n".join(rendered.errors)
+            overlays.append(
+                message_image(text, query.size, overlay_options, color=_ERROR_TEXT_COLOR)
+            )
+        if self.attribution and not map_request.tiled:
+            overlays.append(
+                message_image(
+                    self.attribution,
+                    query.size,
+                    overlay_options,
+                    placement="bottom-right",
+                    font_size=10,
+                    halo=(255, 255, 255),
+                    cacheable=True,
+                )
+            )
+        if overlays:
+            image = merge_images([image, *overlays], query.size, options)
+        cacheable = image.cacheable and not rendered.errors
+
+        try:
+            body = self._encode(image, options, map_request)
+        except ValueError:
+            return exception_response(
+                context,
+                f"unsupported image format: {map_request.format.name}",
+                "InvalidFormat",
+            )
+        mimetype = options.mime_type
+        if mimetype == "image/mixed":
+            mimetype = detect_format(body) or "image/png"
+        response = Response(body, mimetype=mimetype)
+        return response if cacheable else no_cache(response)
+
+    def _encode(self, image: ImageResult, options: ImageOptions, request: GetMapRequest) -> bytes:
+        """Encoded output; TIFF gets GeoTIFF tags for the request bbox and SRS."""
+        if options.mime_type in _TIFF_TYPES:
+            return encode_image(image.as_image(), options, bbox=request.bbox, srs=request.srs)
+        return image.as_bytes(options)

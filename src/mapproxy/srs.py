@@ -1,0 +1,195 @@
+"""Spatial reference systems: pyproj CRS, axis order, cached transformers."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+
+import pyproj
+from pyproj.exceptions import CRSError
+
+from mapproxy.errors import MapProxyError, TransformationError
+
+BBox = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+# Codes MapProxy accepts that PROJ spells differently.
+_ALIASES = {
+    "EPSG:900913": "EPSG:3857",
+    "EPSG:102100": "EPSG:3857",
+    "EPSG:102113": "EPSG:3857",
+    "CRS:84": "OGC:CRS84",
+}
+
+# Codes whose axis order MapProxy fixes regardless of PROJ.
+_FORCED_NORTH_EAST = {"EPSG:4326", "EPSG:4258", "EPSG:31466", "EPSG:31467", "EPSG:31468"}
+_FORCED_EAST_NORTH = {"CRS:84", "EPSG:900913", "EPSG:25831", "EPSG:25832", "EPSG:25833"}
+
+
+class UnknownSRS(MapProxyError):
+    """The SRS code is malformed or unknown to PROJ."""
+
+
+class SRS:
+    """One spatial reference system, identified by its MapProxy code (e.g. ``EPSG:4326``).
+
+    Coordinates passed to and returned from all methods are always x/y (east/north,
+    lon/lat) regardless of the axis order of the CRS; ``is_axis_order_ne`` tells how
+    to read or write them for WMS 1.3.0 and WMTS.
+    """
+
+    __slots__ = ("_transformers", "code", "crs", "is_axis_order_ne", "is_latlong")
+
+    def __init__(self, code: str) -> None:
+        self.code = normalize_srs_code(code)
+        proj_code = _ALIASES.get(self.code, self.code)
+        try:
+            self.crs = pyproj.CRS.from_user_input(proj_code)
+        except CRSError as error:
+            raise UnknownSRS(f"unknown srs {code!r}") from error
+        self.is_latlong = bool(self.crs.is_geographic)
+        self.is_axis_order_ne = _axis_order_is_north_east(self.code, self.crs)
+        self._transformers: dict[str, pyproj.Transformer] = {}
+
+    def __repr__(self) -> str:
+        return f"SRS({self.code!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SRS) and self.code == other.code
+
+    def __hash__(self) -> int:
+        return hash(self.code)
+
+    @property
+    def srs_code_no_colon(self) -> str:
+        """``EPSG:4326`` -> ``EPSG4326`` as used in TMS layer names."""
+        return self.code.replace(":", "")
+
+    def is_same_as(self, other: SRS) -> bool:
+        """True when both describe the same coordinate space (e.g. 900913 and 3857)."""
+        if self.code == other.code:
+            return True
+        return _ALIASES.get(self.code, self.code) == _ALIASES.get(other.code, other.code)
+
+    def _transformer_to(self, other: SRS) -> pyproj.Transformer:
+        transformer = self._transformers.get(other.code)
+        if transformer is None:
+            transformer = _transformer(self.code, other.code)
+            self._transformers[other.code] = transformer
+        return transformer
+
+    def transform_to(self, other: SRS, points: Sequence[Point]) -> list[Point]:
+        """Transform x/y points into ``other``; raises TransformationError on failure."""
+        if self.is_same_as(other):
+            return [(float(x), float(y)) for x, y in points]
+        xs = [p[0] for p in points]
+        ys = [p[1] for p in points]
+        try:
+            out_x, out_y = self._transformer_to(other).transform(xs, ys, errcheck=True)
+        except pyproj.exceptions.ProjError as error:
+            raise TransformationError(
+                f"could not transform from {self.code} to {other.code}"
+            ) from error
+        result = list(zip(out_x, out_y, strict=True))
+        if not all(math.isfinite(x) and math.isfinite(y) for x, y in result):
+            raise TransformationError(f"could not transform from {self.code} to {other.code}")
+        return result
+
+    def transform_bbox_to(self, other: SRS, bbox: BBox, with_points: int = 16) -> BBox:
+        """Transform a bbox by sampling ``with_points`` points along each edge."""
+        if self.is_same_as(other):
+            return bbox
+        minx, miny, maxx, maxy = bbox
+        points: list[Point] = []
+        for i in range(with_points + 1):
+            fx = minx + (maxx - minx) * i / with_points
+            fy = miny + (maxy - miny) * i / with_points
+            points.extend([(fx, miny), (fx, maxy), (minx, fy), (maxx, fy)])
+        if self.is_latlong:
+            points = [(x, max(-89.999999, min(89.999999, y))) for x, y in points]
+        transformed = self.transform_to(other, points)
+        xs = [p[0] for p in transformed]
+        ys = [p[1] for p in transformed]
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    def align_bbox(self, bbox: BBox) -> BBox:
+        """Clip geographic bboxes to valid latitudes (other SRS are returned unchanged)."""
+        if not self.is_latlong:
+            return bbox
+        minx, miny, maxx, maxy = bbox
+        return (minx, max(-90.0, miny), maxx, min(90.0, maxy))
+
+    def axis_ordered(self, bbox: BBox) -> BBox:
+        """Return x/y ``bbox`` in this CRS's own axis order (lat/lon for NE systems)."""
+        if self.is_axis_order_ne:
+            return (bbox[1], bbox[0], bbox[3], bbox[2])
+        return bbox
+
+
+def normalize_srs_code(code: str) -> str:
+    """Upper-case and strip a code; accepts ``urn:ogc:def:crs:EPSG::4326`` and the like."""
+    text = code.strip()
+    lowered = text.lower()
+    if lowered.startswith("urn:ogc:def:crs:"):
+        parts = text.split(":")
+        authority, number = parts[4], parts[-1]
+        text = f"{authority}:{number}"
+    elif lowered.startswith("http://www.opengis.net/def/crs/"):
+        parts = text.rstrip("/").split("/")
+        text = f"{parts[-3]}:{parts[-1]}"
+    return text.upper()
+
+
+def _axis_order_is_north_east(code: str, crs: pyproj.CRS) -> bool:
+    if code in _FORCED_NORTH_EAST:
+        return True
+    if code in _FORCED_EAST_NORTH:
+        return False
+    axes = crs.axis_info
+    if len(axes) < 2:
+        return False
+    return axes[0].direction.lower() in ("north", "south")
+
+
+_transformer_lock = threading.Lock()
+
+
+@lru_cache(maxsize=512)
+def _transformer(from_code: str, to_code: str) -> pyproj.Transformer:
+    with _transformer_lock:
+        return pyproj.Transformer.from_crs(
+            _ALIASES.get(from_code, from_code), _ALIASES.get(to_code, to_code), always_xy=True
+        )
+
+
+@lru_cache(maxsize=1024)
+def get_srs(code: str) -> SRS:
+    """Return the shared SRS object for ``code``; raises UnknownSRS."""
+    return SRS(code)
+
+
+def merge_bbox(a: BBox, b: BBox) -> BBox:
+    """Smallest bbox containing both."""
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def bbox_intersects(a: BBox, b: BBox) -> bool:
+    """True if the two bboxes overlap with a non-empty area."""
+    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+
+
+def bbox_contains(outer: BBox, inner: BBox) -> bool:
+    """True if ``inner`` lies completely inside ``outer``."""
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and (
+        outer[3] >= inner[3]
+    )
+
+
+def bbox_intersection(a: BBox, b: BBox) -> BBox | None:
+    """Overlap of two bboxes, or None."""
+    result = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    if result[0] >= result[2] or result[1] >= result[3]:
+        return None
+    return result

@@ -1,0 +1,302 @@
+"""TileManager: serve tiles from a cache, create missing (meta) tiles from sources."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ContextManager
+
+from mapproxy.cache.base import Tile, TileCache
+from mapproxy.errors import TileOutsideGrid, TransformationError
+from mapproxy.grid.tile_grid import TileCoord
+from mapproxy.image.blank import blank_image
+from mapproxy.image.encode import encode_image
+from mapproxy.image.merge import merge_images
+from mapproxy.image.options import ImageOptions
+from mapproxy.image.result import ImageResult
+from mapproxy.image.tile import split_meta_image
+from mapproxy.source.base import MapExtent, MapQuery, MapSource
+from mapproxy.srs import BBox, bbox_intersects
+from mapproxy.tilemanager.locking import LocalTileLocker, TileLocker
+
+if TYPE_CHECKING:
+    from mapproxy.grid import MetaGrid, TileGrid
+
+log = logging.getLogger("mapproxy.tilemanager")
+
+_TilePatterns = Sequence[tuple[TileCoord, tuple[int, int]]]
+
+
+class _CreationJob:
+    """Tiles created together: one meta tile, or one single tile."""
+
+    __slots__ = ("bbox", "lock_coord", "patterns", "size", "wanted")
+
+    def __init__(
+        self,
+        lock_coord: TileCoord,
+        bbox: BBox,
+        size: tuple[int, int],
+        patterns: _TilePatterns,
+    ) -> None:
+        self.lock_coord = lock_coord
+        self.bbox = bbox
+        self.size = size
+        self.patterns = patterns
+        self.wanted: list[TileCoord] = []
+
+
+class TileManager:
+    """Tiles of one cache in one grid: load from ``cache``, create from ``sources``.
+
+    ``image_options`` is the storage format; ``request_format`` the format asked from
+    sources (defaults to the storage format). ``refresh_before``, if given, returns an
+    epoch time: cached tiles older than that are recreated on request.
+    """
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        cache: TileCache,
+        sources: Sequence[MapSource],
+        image_options: ImageOptions,
+        request_format: str | None = None,
+        meta_grid: MetaGrid | None = None,
+        locker: TileLocker | LocalTileLocker | None = None,
+        identifier: str = "",
+        disable_storage: bool = False,
+        concurrent_tile_creators: int = 2,
+        refresh_before: Callable[[], float] | None = None,
+    ) -> None:
+        self.grid = grid
+        self.cache = cache
+        self.sources = list(sources)
+        self.image_options = image_options
+        self.request_format = request_format or image_options.format
+        self.meta_grid = meta_grid
+        self.locker = locker if locker is not None else LocalTileLocker()
+        self.identifier = identifier
+        self.disable_storage = disable_storage
+        self.concurrent_tile_creators = max(1, concurrent_tile_creators)
+        self.refresh_before = refresh_before
+        if image_options.transparent is not None:
+            self.transparent = bool(image_options.transparent)
+        else:
+            self.transparent = any(source.transparent for source in self.sources)
+        self._encode_options = image_options.updated(transparent=self.transparent)
+        self._use_meta_tiles = meta_grid is not None and all(
+            source.supports_meta_tiles for source in self.sources
+        )
+        self._source_extents = [(source, _extent_in(source, grid)) for source in self.sources]
+        self._tile_source = self._direct_tile_source()
+        self._blank_tile: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"TileManager({self.identifier!r}, {self.cache!r})"
+
+    # -- public API --------------------------------------------------------------
+
+    def load_tile(self, coord: TileCoord, with_metadata: bool = False) -> Tile:
+        """The tile for ``coord``: stored bytes untouched on a hit, created on a miss.
+
+        Timestamps are always loaded; ``with_metadata`` is accepted for compatibility.
+        Raises TileOutsideGrid, SourceError, LockTimeout.
+        """
+        if not self.grid.is_valid(coord):
+            raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
+        if not self.disable_storage:
+            tile = self.cache.load_tile(coord)
+            if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
+                return tile
+        return self._create([coord], force=False)[coord]
+
+    def load_tiles(self, coords: Iterable[TileCoord], with_metadata: bool = False) -> list[Tile]:
+        """Tiles for ``coords`` in the same order; each missing meta tile is created once."""
+        coords = list(coords)
+        for coord in coords:
+            if not self.grid.is_valid(coord):
+                raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
+        found: dict[TileCoord, Tile] = {}
+        missing: list[TileCoord] = []
+        for coord in dict.fromkeys(coords):
+            tile = None if self.disable_storage else self.cache.load_tile(coord)
+            if tile is None or self._is_stale(tile):
+                missing.append(coord)
+            else:
+                found[coord] = tile
+        if missing:
+            found.update(self._create(missing, force=False))
+        return [found[coord] for coord in coords]
+
+    def create_tiles(self, coords: Iterable[TileCoord]) -> list[Tile]:
+        """Render and store ``coords`` even if cached (seeding/refresh); same order."""
+        coords = list(coords)
+        for coord in coords:
+            if not self.grid.is_valid(coord):
+                raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
+        created = self._create(list(dict.fromkeys(coords)), force=True)
+        return [created[coord] for coord in coords]
+
+    def is_cached(self, coord: TileCoord) -> bool:
+        """True if ``coord`` is stored (always False with disabled storage)."""
+        if self.disable_storage:
+            return False
+        return self.cache.is_cached(coord)
+
+    def remove_tile(self, coord: TileCoord) -> None:
+        """Delete ``coord`` from the cache."""
+        self.cache.remove_tile(coord)
+
+    # -- creation ----------------------------------------------------------------
+
+    def _is_stale(self, tile: Tile) -> bool:
+        if self.refresh_before is None:
+            return False
+        return tile.timestamp is None or tile.timestamp < self.refresh_before()
+
+    def _create(self, coords: list[TileCoord], force: bool) -> dict[TileCoord, Tile]:
+        jobs = self._jobs_for(coords)
+        if len(jobs) == 1 or self.concurrent_tile_creators == 1:
+            results = [self._run_job(job, force) for job in jobs]
+        else:
+            workers = min(self.concurrent_tile_creators, len(jobs))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(lambda job: self._run_job(job, force), jobs))
+        created: dict[TileCoord, Tile] = {}
+        for result in results:
+            created.update(result)
+        return created
+
+    def _jobs_for(self, coords: list[TileCoord]) -> list[_CreationJob]:
+        jobs: dict[TileCoord, _CreationJob] = {}
+        tile_size = self.grid.tile_size
+        for coord in coords:
+            if self._use_meta_tiles:
+                assert self.meta_grid is not None
+                meta = self.meta_grid.meta_tile(coord)
+                job = jobs.get(meta.main_coord)
+                if job is None:
+                    patterns = [
+                        (tile_coord, position)
+                        for tile_coord, position in meta.tile_patterns
+                        if tile_coord is not None and self.grid.is_valid(tile_coord)
+                    ]
+                    job = _CreationJob(meta.main_coord, meta.bbox, meta.size, patterns)
+                    jobs[meta.main_coord] = job
+            else:
+                job = jobs.get(coord)
+                if job is None:
+                    bbox = self.grid.tile_bbox(coord)
+                    job = _CreationJob(coord, bbox, tile_size, [(coord, (0, 0))])
+                    jobs[coord] = job
+            job.wanted.append(coord)
+        return list(jobs.values())
+
+    def _lock(self, coord: TileCoord) -> ContextManager[Any]:
+        if self.disable_storage:
+            return contextlib.nullcontext()
+        return self.locker.lock(self.cache.lock_cache_id, coord)
+
+    def _run_job(self, job: _CreationJob, force: bool) -> dict[TileCoord, Tile]:
+        with self._lock(job.lock_coord):
+            if not force and not self.disable_storage:
+                # Another thread or process may have created the tiles while we waited.
+                cached = self._load_cached(job.wanted)
+                if cached is not None:
+                    return cached
+            encoded, cacheable = self._render_tiles(job)
+            created_at = time.time()
+            if cacheable and not self.disable_storage and self._may_store():
+                self.cache.store_tiles(encoded)
+        return {coord: Tile(coord, encoded[coord], created_at, cacheable) for coord in job.wanted}
+
+    def _may_store(self) -> bool:
+        # A cache without sources is read-only: never store placeholder tiles in it.
+        return bool(self.sources)
+
+    def _load_cached(self, coords: list[TileCoord]) -> dict[TileCoord, Tile] | None:
+        tiles = {}
+        for coord in coords:
+            tile = self.cache.load_tile(coord)
+            if tile is None or self._is_stale(tile):
+                return None
+            tiles[coord] = tile
+        return tiles
+
+    def _render_tiles(self, job: _CreationJob) -> tuple[dict[TileCoord, bytes], bool]:
+        """Encoded tiles of ``job`` and whether they may be stored."""
+        if self._tile_source is not None and len(job.patterns) == 1:
+            result = self._query_tile_source(job.patterns[0][0], job.bbox)
+        else:
+            result = self._query_sources(job.bbox, job.size)
+        if result is None:
+            blank = self._blank_tile_data()
+            return {coord: blank for coord, _ in job.patterns}, True
+        if len(job.patterns) == 1 and job.size == self.grid.tile_size:
+            # A single tile needs no split; bytes in the storage format pass untouched.
+            coord = job.patterns[0][0]
+            return {coord: result.as_bytes(self._encode_options)}, result.cacheable
+        parts = split_meta_image(result.as_image(), job.patterns, self.grid.tile_size)
+        encoded = {coord: encode_image(image, self._encode_options) for coord, image in parts}
+        return encoded, result.cacheable
+
+    def _query_sources(self, bbox: BBox, size: tuple[int, int]) -> ImageResult | None:
+        query = MapQuery(bbox, size, self.grid.srs, self.request_format, self.transparent)
+        results = []
+        for source, extent in self._source_extents:
+            if extent is not None and not bbox_intersects(extent, bbox):
+                continue
+            results.append(source.get_map(query))
+        if not results:
+            return None
+        if len(results) == 1:
+            return results[0]
+        merged = merge_images(results, size, self._encode_options)
+        if not all(result.cacheable for result in results):
+            merged.cacheable = False
+        return merged
+
+    def _query_tile_source(self, coord: TileCoord, bbox: BBox) -> ImageResult | None:
+        source, extent = self._source_extents[0]
+        if extent is not None and not bbox_intersects(extent, bbox):
+            return None
+        result = source.get_tile(coord)  # type: ignore[attr-defined]
+        if result is None:
+            return None
+        if isinstance(result, bytes):
+            return ImageResult(result, format=self.request_format, transparent=self.transparent)
+        assert isinstance(result, ImageResult)
+        return result
+
+    def _direct_tile_source(self) -> MapSource | None:
+        """The single tile source in our own grid whose tiles can be fetched 1:1."""
+        if len(self.sources) != 1 or self._use_meta_tiles:
+            return None
+        source = self.sources[0]
+        if not callable(getattr(source, "get_tile", None)):
+            return None
+        source_grid = getattr(source, "grid", None)
+        if source_grid is None or not (source_grid is self.grid or source_grid == self.grid):
+            return None
+        return source
+
+    def _blank_tile_data(self) -> bytes:
+        if self._blank_tile is None:
+            blank = blank_image(self.grid.tile_size, self._encode_options)
+            self._blank_tile = blank.as_bytes(self._encode_options)
+        return self._blank_tile
+
+
+def _extent_in(source: MapSource, grid: TileGrid) -> BBox | None:
+    """Source extent as a bbox in the grid SRS, or None for "everywhere"."""
+    extent: MapExtent | None = getattr(source, "extent", None)
+    if extent is None:
+        return None
+    try:
+        return extent.bbox_for(grid.srs)
+    except TransformationError:
+        log.warning("cannot transform extent of %r to %s; using it everywhere", source, grid.srs)
+        return None

@@ -1,0 +1,43 @@
+"""Shared fixtures: build an app from YAML text and talk to it through werkzeug's client."""
+
+from __future__ import annotations
+
+import io
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from werkzeug.test import Client
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def image_from(response) -> Image.Image:  # type: ignore[no-untyped-def]
+    """Decode a response body as an image."""
+    image = Image.open(io.BytesIO(response.data))
+    image.load()
+    return image
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Callable[..., Client]:
+    """``make_app(yaml_text, **files)``: write the config into tmp_path and build a client."""
+
+    def factory(yaml_text: str, **files: str) -> Client:
+        from mapproxy.wsgiapp import make_wsgi_app
+
+        for name, content in files.items():
+            (tmp_path / name).write_text(textwrap.dedent(content))
+        config = tmp_path / "mapproxy.yaml"
+        config.write_text(textwrap.dedent(yaml_text))
+        app = make_wsgi_app(str(config))
+        client = Client(app)
+        client.app = app  # type: ignore[attr-defined]
+        return client
+
+    return factory

@@ -1,0 +1,1 @@
+"""Reusable test doubles (fake upstream servers)."""
