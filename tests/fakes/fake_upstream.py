@@ -1,6 +1,7 @@
 """An in-process HTTP upstream (WMS / tile server) on 127.0.0.1 for tests.
 
-``FakeUpstream`` runs a threaded werkzeug server in the background, records every
+Import as ``from fakes.fake_upstream import FakeUpstream`` (tests/conftest.py puts tests/
+on sys.path). ``FakeUpstream`` runs a threaded werkzeug server in the background, records every
 request and answers with a settable handler (by default: a PNG of the requested
 WIDTH/HEIGHT, 256x256 otherwise)::
 

@@ -18,7 +18,7 @@ def blank_image(size: tuple[int, int], options: ImageOptions) -> ImageResult:
     no encoding. With ``transparent`` an RGBA ``bgcolor`` (e.g. an ``on_error`` colour
     like ``#ff000080``) is used as the fill instead of fully transparent black.
     """
-    data = _blank_bytes(tuple(size), options)  # type: ignore[arg-type]
+    data = _blank_bytes((int(size[0]), int(size[1])), options)
     return ImageResult(
         data,
         format=options.format,

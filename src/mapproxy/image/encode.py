@@ -153,7 +153,15 @@ def _quantize(image: Image.Image, colors: int, quantizer: str | None, force: boo
         method = Image.Quantize.FASTOCTREE  # the only quantizer that keeps alpha
     else:
         method = _QUANTIZERS.get((quantizer or "mediancut").lower(), Image.Quantize.MEDIANCUT)
-    return image.quantize(colors, method=method)
+    quantized = image.quantize(colors, method=method)
+    # FASTOCTREE always returns a full palette; trimming unused entries lets the PNG
+    # writer pick a smaller bit depth (a few-colour tile shrinks several times).
+    palette = quantized.getpalette() or []
+    used = quantized.getcolors(256) or []
+    if len(used) < len(palette) // 3:
+        indexes = sorted(int(index) for _count, index in used)  # type: ignore[arg-type]
+        quantized = quantized.remap_palette(indexes)
+    return quantized
 
 
 def _encode_jpeg(image: Image.Image, options: ImageOptions, out: IO[bytes]) -> None:
@@ -192,13 +200,19 @@ def _encode_tiff(
     compression = options.tiff_compression
     if compression == "raw":
         compression = None
-    if options.mode in ("RGB", "RGBA", "L", "I") and image.mode != options.mode:
-        image = _opaque(image, options) if options.mode in ("RGB", "L") else image
-        image = image.convert(options.mode)
-    elif compression == "jpeg" or not _keeps_alpha(image, options):
+    target = options.mode if options.mode in ("RGB", "RGBA", "L", "I") else None
+    if compression == "jpeg" and target not in ("RGB", "L"):
+        target = None  # JPEG compression cannot store alpha or 32 bit integers
+    if (
+        target in ("RGB", "L")
+        or compression == "jpeg"
+        or (target is None and not _keeps_alpha(image, options))
+    ):
         image = _opaque(image, options)
-    elif image.mode not in _TIFF_MODES:
+    elif target is None and image.mode not in _TIFF_MODES:
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    if target is not None and image.mode != target:
+        image = image.convert(target)
     params: dict[str, object] = {}
     if compression:
         params["compression"] = compression

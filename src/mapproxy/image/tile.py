@@ -91,8 +91,7 @@ def has_transparency(image: Image.Image) -> bool:
         return False
     band = _ALPHA_BANDS.get(image.mode)
     if band is not None:
-        low, _high = image.getchannel(band).getextrema()
-        return bool(low < 255)
+        return _band_minimum(image.getchannel(band)) < 255
     if image.mode == "P" and image.palette is not None and image.palette.mode != "RGBA":
         transparency = image.info.get("transparency")
         histogram = image.histogram()
@@ -103,5 +102,9 @@ def has_transparency(image: Image.Image) -> bool:
                 alpha < 255 and histogram[index] > 0
                 for index, alpha in enumerate(transparency[: len(histogram)])
             )
-    low, _high = image.convert("RGBA").getchannel("A").getextrema()
-    return bool(low < 255)
+    return _band_minimum(image.convert("RGBA").getchannel("A")) < 255
+
+
+def _band_minimum(band: Image.Image) -> int:
+    low, _high = band.getextrema()
+    return int(low)  # type: ignore[arg-type]

@@ -29,8 +29,8 @@ _MAX_CELLS = 32
 _CELL_PIXELS = 64
 _MAX_DEPTH = 5
 _MAX_QUADS = 4096
-# Largest accepted deviation (in source pixels, before pre-reduction) between the
-# bilinear interpolation of a quad and the real transformation at its centre.
+# Largest accepted deviation (in destination pixels) between the bilinear
+# interpolation of a quad and the real transformation at its centre.
 _TOLERANCE_PIXELS = 0.5
 # Tolerance (in pixels) when comparing pixel boxes to image bounds.
 _EPSILON = 1e-6
@@ -174,14 +174,15 @@ def _reproject_image(
     src_res_y = (src_bbox[3] - src_bbox[1]) / src_height
 
     # Destination pixel corner (x, y) -> source pixel position, None where it fails.
-    positions: dict[tuple[int, int], Point | None] = {}
+    positions: dict[tuple[float, float], Point | None] = {}
 
-    def resolve(keys: set[tuple[int, int]]) -> None:
+    def resolve(keys: set[tuple[float, float]]) -> None:
         missing = [key for key in keys if key not in positions]
         if not missing:
             return
         points = [(dst_bbox[0] + x * dst_res_x, dst_bbox[3] - y * dst_res_y) for x, y in missing]
-        for key, point in zip(missing, _transform_points(dst_srs, src_srs, points), strict=True):
+        transformed = _transform_checked(dst_srs, src_srs, points, (dst_res_x, dst_res_y))
+        for key, point in zip(missing, transformed, strict=True):
             if point is None:
                 positions[key] = None
             else:
@@ -197,7 +198,7 @@ def _reproject_image(
         (xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(len(ys) - 1) for i in range(len(xs) - 1)
     ]
     factor = _reduce_factor(quads, positions)
-    mesh, has_gaps = _refine_mesh(quads, positions, resolve, _TOLERANCE_PIXELS * factor)
+    mesh, has_gaps = _refine_mesh(quads, positions, resolve, image.size)
 
     if factor > 1:
         image = image.reduce(factor)
@@ -218,14 +219,14 @@ def _cell_edges(length: int) -> list[int]:
 
 
 def _quad_corners(
-    quad: _Quad, positions: dict[tuple[int, int], Point | None]
+    quad: _Quad, positions: dict[tuple[float, float], Point | None]
 ) -> list[Point | None]:
     """Source positions of the NW, SW, SE, NE corners of ``quad``."""
     x0, y0, x1, y1 = quad
     return [positions[(x0, y0)], positions[(x0, y1)], positions[(x1, y1)], positions[(x1, y0)]]
 
 
-def _reduce_factor(quads: list[_Quad], positions: dict[tuple[int, int], Point | None]) -> int:
+def _reduce_factor(quads: list[_Quad], positions: dict[tuple[float, float], Point | None]) -> int:
     """Integer source reduction so that mesh resampling does not alias when shrinking."""
     scales: list[float] = []
     for quad in quads:
@@ -243,29 +244,37 @@ def _reduce_factor(quads: list[_Quad], positions: dict[tuple[int, int], Point | 
 
 def _refine_mesh(
     quads: list[_Quad],
-    positions: dict[tuple[int, int], Point | None],
-    resolve: Callable[[set[tuple[int, int]]], None],
-    tolerance: float,
+    positions: dict[tuple[float, float], Point | None],
+    resolve: Callable[[set[tuple[float, float]]], None],
+    src_size: tuple[int, int],
 ) -> tuple[list[_MeshEntry], bool]:
     """Split quads until bilinear interpolation matches the projection; drop failing quads.
 
+    Quads that fail to transform or lie beyond one side of the source are dropped, and
+    so are quads that stay curved at the depth limit and reach outside the source (a
+    discontinuity like the back side of a transverse mercator, or the source's edge).
     Returns the PIL mesh and whether some destination area was left uncovered.
     """
     mesh: list[_MeshEntry] = []
     has_gaps = False
     for depth in range(_MAX_DEPTH + 1):
-        keys: set[tuple[int, int]] = set()
+        keys: set[tuple[float, float]] = set()
         for x0, y0, x1, y1 in quads:
-            keys.update(((x0, y0), (x0, y1), (x1, y1), (x1, y0), ((x0 + x1) // 2, (y0 + y1) // 2)))
+            keys.update(((x0, y0), (x0, y1), (x1, y1), (x1, y0), ((x0 + x1) / 2, (y0 + y1) / 2)))
         resolve(keys)
         next_quads: list[_Quad] = []
         for quad in quads:
             x0, y0, x1, y1 = quad
             corners = [corner for corner in _quad_corners(quad, positions) if corner is not None]
             complete = len(corners) == 4
-            if complete and _is_linear(quad, corners, positions, tolerance):
-                mesh.append((quad, _flatten(corners)))
-                continue
+            if complete:
+                centre = positions[((x0 + x1) / 2, (y0 + y1) / 2)]
+                if centre is not None and _is_outside([*corners, centre], src_size):
+                    has_gaps = True
+                    continue
+                if centre is not None and _is_linear(quad, corners, centre):
+                    mesh.append((quad, _flatten(corners)))
+                    continue
             can_split = (
                 depth < _MAX_DEPTH
                 and (x1 - x0 >= 2 or y1 - y0 >= 2)
@@ -273,7 +282,8 @@ def _refine_mesh(
             )
             if can_split:
                 next_quads.extend(_split(quad))
-            elif complete:
+            elif complete and _is_inside(corners, src_size):
+                # Still curved but within the source: the best we can do.
                 mesh.append((quad, _flatten(corners)))
             else:
                 has_gaps = True
@@ -283,31 +293,43 @@ def _refine_mesh(
     return mesh, has_gaps
 
 
-def _is_linear(
-    quad: _Quad,
-    corners: list[Point],
-    positions: dict[tuple[int, int], Point | None],
-    tolerance: float,
-) -> bool:
-    """True if the quad's bilinear interpolation hits the real centre position."""
+def _is_inside(points: list[Point], src_size: tuple[int, int]) -> bool:
+    """True if all ``points`` lie within the source image."""
+    width, height = src_size
+    return all(0 <= x <= width and 0 <= y <= height for x, y in points)
+
+
+def _is_outside(points: list[Point], src_size: tuple[int, int]) -> bool:
+    """True if all ``points`` lie beyond the same edge of the source image."""
+    width, height = src_size
+    return (
+        all(x < 0 for x, _y in points)
+        or all(y < 0 for _x, y in points)
+        or all(x > width for x, _y in points)
+        or all(y > height for _x, y in points)
+    )
+
+
+def _is_linear(quad: _Quad, corners: list[Point], centre: Point) -> bool:
+    """True if the quad's bilinear interpolation hits the real ``centre`` position.
+
+    The deviation is measured in destination pixels (through the quad's local scale),
+    so stretched areas near singularities keep being refined.
+    """
     x0, y0, x1, y1 = quad
-    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-    centre = positions[(cx, cy)]
-    if centre is None:
-        return False
-    u = (cx - x0) / (x1 - x0)
-    v = (cy - y0) / (y1 - y0)
     nw, sw, se, ne = corners
-    for axis in (0, 1):
-        predicted = (
-            nw[axis] * (1 - u) * (1 - v)
-            + ne[axis] * u * (1 - v)
-            + sw[axis] * (1 - u) * v
-            + se[axis] * u * v
-        )
-        if not abs(predicted - centre[axis]) <= tolerance:
-            return False
-    return True
+    # The bilinear interpolation at the quad centre is the mean of its corners.
+    error_x = centre[0] - (nw[0] + sw[0] + se[0] + ne[0]) / 4
+    error_y = centre[1] - (nw[1] + sw[1] + se[1] + ne[1]) / 4
+    # Source pixels per destination pixel along the quad's x and y edges.
+    ax, ay = (ne[0] - nw[0]) / (x1 - x0), (ne[1] - nw[1]) / (x1 - x0)
+    bx, by = (sw[0] - nw[0]) / (y1 - y0), (sw[1] - nw[1]) / (y1 - y0)
+    det = ax * by - ay * bx
+    if not abs(det) > 1e-12:
+        return error_x == 0 and error_y == 0
+    dst_error_x = (by * error_x - bx * error_y) / det
+    dst_error_y = (ax * error_y - ay * error_x) / det
+    return abs(dst_error_x) <= _TOLERANCE_PIXELS and abs(dst_error_y) <= _TOLERANCE_PIXELS
 
 
 def _split(quad: _Quad) -> list[_Quad]:
@@ -348,6 +370,29 @@ def _mesh_inside(mesh: list[_MeshEntry], width: int, height: int) -> bool:
             if not (-eps <= quad[i] <= width + eps and -eps <= quad[i + 1] <= height + eps):
                 return False
     return True
+
+
+def _transform_checked(
+    from_srs: SRS, to_srs: SRS, points: list[Point], tolerance: tuple[float, float]
+) -> list[Point | None]:
+    """Transform ``points``, rejecting those that do not transform back within ``tolerance``.
+
+    Outside its domain a projection may return finite nonsense (e.g. transverse
+    mercator far from its zone); the round trip exposes those points.
+    """
+    forward = _transform_points(from_srs, to_srs, points)
+    valid = [index for index, point in enumerate(forward) if point is not None]
+    backward = _transform_points(to_srs, from_srs, [forward[index] for index in valid])  # type: ignore[misc]
+    for index, point in zip(valid, backward, strict=True):
+        if point is None:
+            forward[index] = None
+            continue
+        dx = point[0] - points[index][0]
+        if from_srs.is_latlong:
+            dx = (dx + 180.0) % 360.0 - 180.0
+        if not (abs(dx) <= tolerance[0] and abs(point[1] - points[index][1]) <= tolerance[1]):
+            forward[index] = None
+    return forward
 
 
 def _transform_points(from_srs: SRS, to_srs: SRS, points: list[Point]) -> list[Point | None]:

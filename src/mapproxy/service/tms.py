@@ -24,6 +24,7 @@ from mapproxy.service.base import (
     script_url,
     tile_response,
     xml_response,
+    xml_safe,
 )
 from mapproxy.srs import bbox_intersection
 
@@ -44,9 +45,9 @@ _SQRT2 = math.sqrt(2)
 _BASE = "\x00BASE\x00"
 
 _SEGMENT = r"([^/]+)"
-_TILE = r"/(-?\d+)/(-?\d+)/(-?\d+)\.(\w+)/?$"
+_TILE = r"/(-?[0-9]+)/(-?[0-9]+)/(-?[0-9]+)\.(\w+)/?\Z"
 _TMS_TILE_RE = re.compile(rf"^/tms/1\.0\.0/{_SEGMENT}(?:/{_SEGMENT})?{_TILE}")
-_TMS_MAP_RE = re.compile(rf"^/tms/1\.0\.0/{_SEGMENT}(?:/{_SEGMENT})?$")
+_TMS_MAP_RE = re.compile(rf"^/tms/1\.0\.0/{_SEGMENT}(?:/{_SEGMENT})?\Z")
 _TILES_TILE_RE = re.compile(rf"^/tiles/(?:1\.0\.0/)?{_SEGMENT}(?:/{_SEGMENT})?{_TILE}")
 
 
@@ -63,18 +64,23 @@ def format_number(value: float) -> str:
     return repr(float(value))
 
 
-def tms_levels(grid: TileGrid) -> tuple[int, ...]:
-    """Internal levels published as TMS levels 0, 1, ... (``/tms`` only).
+def tile_levels(grid: TileGrid) -> tuple[int, ...]:
+    """Internal levels published as ``/tiles`` levels 0, 1, ...
 
-    Grids with a resolution factor of sqrt(2) publish every second level; the
-    global profiles start at internal level 1 (2x2 resp. 2x1 tiles at TMS level 0).
+    Grids with a resolution factor of sqrt(2) publish only every second level.
     """
-    levels = list(range(grid.levels))
-    if is_sqrt2_grid(grid.resolutions):
-        levels = levels[::2]
-    if grid.tms_profile in GLOBAL_PROFILES:
-        levels = levels[1:]
-    return tuple(levels)
+    levels = tuple(range(grid.levels))
+    return levels[::2] if is_sqrt2_grid(grid.resolutions) else levels
+
+
+def tms_levels(grid: TileGrid) -> tuple[int, ...]:
+    """Internal levels published as ``/tms`` levels 0, 1, ...
+
+    Like ``tile_levels``; the global profiles also skip the first level (TMS level 0
+    has 2x2 resp. 2x1 tiles).
+    """
+    levels = tile_levels(grid)
+    return levels[1:] if grid.tms_profile in GLOBAL_PROFILES else levels
 
 
 def is_sqrt2_grid(resolutions: Sequence[float]) -> bool:
@@ -97,6 +103,7 @@ class TileSet:
     load_tile: Callable[[TileCoord], Tile]
     grid_sizes: tuple[tuple[int, int], ...]
     is_sw: bool
+    tile_levels: tuple[int, ...]
     tms_levels: tuple[int, ...]
     tile_map_service_entry: str
     tile_map_head: str
@@ -160,7 +167,9 @@ class TileService:
             if requested in ("sw", "nw"):
                 origin = requested
         flip = origin is not None and (origin == "sw") != tile_set.is_sw
-        coord = _internal_coord(tile_set, tile_index(z), tile_index(x), tile_index(y), flip)
+        coord = _internal_coord(
+            tile_set, tile_set.tile_levels, tile_index(z), tile_index(x), tile_index(y), flip
+        )
         if coord is None:
             return _text_error(OUTSIDE_MESSAGE, 404)
         return self._tile_response(request, tile_set, coord, _text_error)
@@ -176,12 +185,13 @@ class TileService:
                 return _xml_error(f"unknown layer: {layer_part}", 404)
             if ext != tile_set.extension:
                 return _xml_error(_format_message(ext, tile_set.extension), 404)
-            tms_z = tile_index(z)
-            if not 0 <= tms_z < len(tile_set.tms_levels):
-                return _xml_error(OUTSIDE_MESSAGE, 404)
-            internal_z = tile_set.tms_levels[tms_z]
             coord = _internal_coord(
-                tile_set, internal_z, tile_index(x), tile_index(y), not tile_set.is_sw
+                tile_set,
+                tile_set.tms_levels,
+                tile_index(z),
+                tile_index(x),
+                tile_index(y),
+                not tile_set.is_sw,
             )
             if coord is None:
                 return _xml_error(OUTSIDE_MESSAGE, 404)
@@ -252,10 +262,17 @@ def _base_url(request: Request) -> str:
     return escape(script_url(request), {'"': "&quot;"})
 
 
-def _internal_coord(tile_set: TileSet, z: int, x: int, y: int, flip: bool) -> TileCoord | None:
-    """The internal coordinate for a request, or None if outside the grid."""
-    if not 0 <= z < len(tile_set.grid_sizes):
+def _internal_coord(
+    tile_set: TileSet, levels: tuple[int, ...], level: int, x: int, y: int, flip: bool
+) -> TileCoord | None:
+    """The internal coordinate for a request, or None if outside the grid.
+
+    ``levels`` maps the published level to the internal one; ``flip`` converts the
+    requested row numbering to the grid's own.
+    """
+    if not 0 <= level < len(levels):
         return None
+    z = levels[level]
     cols, rows = tile_set.grid_sizes[z]
     if not (0 <= x < cols and 0 <= y < rows):
         return None
@@ -271,7 +288,7 @@ def _format_message(requested: str, supported: str) -> str:
 def _xml_error(message: str, status: int) -> Response:
     body = (
         '<?xml version="1.0"?>\n<TileMapServerError>\n'
-        f"    <Message>{escape(message)}</Message>\n</TileMapServerError>"
+        f"    <Message>{escape(xml_safe(message))}</Message>\n</TileMapServerError>"
     )
     return no_cache(xml_response(body, XML_CONTENT_TYPE, status))
 
@@ -300,18 +317,18 @@ def _build_tile_set(layer: TileLayer, path: str) -> TileSet:
     head = (
         '<?xml version="1.0"?>\n'
         ' <TileMap version="1.0.0">\n'
-        f"  <Title>{escape(layer.title)}</Title>\n"
+        f"  <Title>{_text(layer.title)}</Title>\n"
         "  <Abstract></Abstract>\n"
         f"  <SRS>{escape(_srs_name(grid))}</SRS>\n"
         f'  <BoundingBox minx="{minx}" miny="{miny}" maxx="{maxx}" maxy="{maxy}" />\n'
         f'  <Origin x="{minx}" y="{miny}" />\n'
         f'  <TileFormat width="{width}" height="{height}" '
-        f"mime-type={quoteattr(layer.format)} extension={quoteattr(layer.extension)} />\n"
+        f"mime-type={_attr(layer.format)} extension={_attr(layer.extension)} />\n"
         f'  <TileSets profile="{profile}">\n'
     )
     entry = (
-        f"        <TileMap title={quoteattr(layer.title)}\n"
-        f"                 srs={quoteattr(_srs_name(grid))}\n"
+        f"        <TileMap title={_attr(layer.title)}\n"
+        f"                 srs={_attr(_srs_name(grid))}\n"
         f'                 profile="{profile}"\n'
         f'                 href="{_BASE}/tms/1.0.0/{escape(quote(path))}" />\n'
     )
@@ -323,6 +340,7 @@ def _build_tile_set(layer: TileLayer, path: str) -> TileSet:
         load_tile=layer.load_tile,
         grid_sizes=tuple(grid.grid_size(level) for level in range(grid.levels)),
         is_sw=grid.origin == "sw",
+        tile_levels=tile_levels(grid),
         tms_levels=levels,
         tile_map_service_entry=entry,
         tile_map_head=head,
@@ -337,7 +355,7 @@ def _root_document(md: Mapping[str, Any]) -> str:
     return (
         '<?xml version="1.0"?>\n'
         "    <Services>\n"
-        f'    <TileMapService title={quoteattr(title)} version="1.0.0"\n'
+        f'    <TileMapService title={_attr(title)} version="1.0.0"\n'
         f'        href="{_BASE}/tms/1.0.0/" />\n'
         "</Services>"
     )
@@ -363,7 +381,11 @@ def _capabilities_document(md: Mapping[str, Any], tile_sets: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    return "" if value is None else escape(str(value))
+    return "" if value is None else escape(xml_safe(str(value)))
+
+
+def _attr(value: str) -> str:
+    return quoteattr(xml_safe(value))
 
 
 def _keyword_list(keyword_list: Any) -> str:

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 from mapproxy.cache.base import Tile, TileCache
 from mapproxy.errors import TileOutsideGrid, TransformationError
@@ -195,7 +195,7 @@ class TileManager:
             job.wanted.append(coord)
         return list(jobs.values())
 
-    def _lock(self, coord: TileCoord) -> ContextManager[Any]:
+    def _lock(self, coord: TileCoord) -> contextlib.AbstractContextManager[Any]:
         if self.disable_storage:
             return contextlib.nullcontext()
         return self.locker.lock(self.cache.lock_cache_id, coord)

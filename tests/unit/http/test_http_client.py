@@ -3,26 +3,19 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[3])
-if _ROOT not in sys.path:  # make tests.fakes importable without a pytest pythonpath setting
-    sys.path.insert(0, _ROOT)
-
-from tests.fakes.fake_upstream import (  # noqa: E402
+import mapproxy
+from fakes.fake_upstream import (  # tests/ is on sys.path (tests/conftest.py)
     FakeUpstream,
     png_bytes,
     status_handler,
 )
-
-import mapproxy  # noqa: E402
-from mapproxy.errors import HTTPClientError  # noqa: E402
-from mapproxy.http import HTTPClient, HTTPResponse, UpstreamHTTPError  # noqa: E402
+from mapproxy.errors import HTTPClientError
+from mapproxy.http import HTTPClient, HTTPResponse, UpstreamHTTPError
 
 
 @pytest.fixture

@@ -1,31 +1,24 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[3])
-if _ROOT not in sys.path:  # make tests.fakes importable without a pytest pythonpath setting
-    sys.path.insert(0, _ROOT)
-
-from tests.fakes.fake_upstream import (  # noqa: E402
+from fakes.fake_upstream import (  # tests/ is on sys.path (tests/conftest.py)
     FakeUpstream,
     image_handler,
     png_bytes,
     service_exception_handler,
     status_handler,
 )
-
-from mapproxy.errors import SourceError  # noqa: E402
-from mapproxy.http import HTTPClient  # noqa: E402
-from mapproxy.source.base import MapQuery  # noqa: E402
-from mapproxy.source.wms import WMSSource  # noqa: E402
-from mapproxy.srs import get_srs  # noqa: E402
+from mapproxy.errors import SourceError
+from mapproxy.http import HTTPClient
+from mapproxy.source.base import MapQuery
+from mapproxy.source.wms import WMSSource
+from mapproxy.srs import get_srs
 
 EPSG4326 = get_srs("EPSG:4326")
 EPSG3857 = get_srs("EPSG:3857")

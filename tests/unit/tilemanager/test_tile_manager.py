@@ -39,7 +39,7 @@ def tile_color(coord: TileCoord) -> tuple[int, int, int]:
 def draw_tiles(grid: TileGrid, query: MapQuery) -> Image.Image:
     """An image in which every grid tile is filled with ``tile_color(tile)``."""
     width, height = query.size
-    minx, miny, maxx, maxy = query.bbox
+    minx, _miny, maxx, maxy = query.bbox
     res = (maxx - minx) / width
     level = min(range(grid.levels), key=lambda z: abs(grid.resolutions[z] - res))
     image = Image.new("RGB", query.size, (0, 0, 0))

@@ -12,16 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from pyproj.exceptions import ProjError
+
 from mapproxy.errors import MapProxyError
 from mapproxy.layer.base import ResolutionRange, WMSLayer
 from mapproxy.service.base import xml_safe
 from mapproxy.service.wms.request import FormatTable
+from mapproxy.source.base import MapExtent
 from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
 
 # NUL never survives xml_safe(), so it cannot clash with escaped content.
 _URL_MARKER = "\x00URL\x00"
 _XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 _OGC_PIXEL_SIZE_M = 0.00028
+_MERCATOR_MAX_LAT = 85.0511287798066
 
 CAPABILITIES_CONTENT_TYPES = {
     "1.0.0": "text/xml; charset=utf-8",
@@ -136,7 +140,7 @@ class CapabilitiesDocuments:
         extent = layer.extent
         try:
             lon_lat = extent.bbox_for(get_srs("EPSG:4326"))
-        except MapProxyError:
+        except (MapProxyError, ProjError):
             lon_lat = (-180.0, -90.0, 180.0, 90.0)
         llbbox = (
             max(-180.0, lon_lat[0]),
@@ -151,8 +155,8 @@ class CapabilitiesDocuments:
         bboxes: list[tuple[SRS, BBox]] = []
         for srs, forced in entries:
             try:
-                bbox: BBox | None = extent.bbox_for(srs)
-            except MapProxyError:
+                bbox: BBox | None = _transform_extent(extent, srs)
+            except (MapProxyError, ProjError):
                 continue
             if forced is not None and bbox is not None:
                 bbox = bbox_intersection(bbox, forced)
@@ -512,6 +516,23 @@ class CapabilitiesDocuments:
             lines += self._layer_100(child, inner)
         lines.append(f"{indent}</Layer>")
         return lines
+
+
+def _is_mercator(srs: SRS) -> bool:
+    """True for (pseudo) Mercator projections, whose y grows without bound at the poles."""
+    operation = srs.crs.coordinate_operation
+    method = operation.method_name.lower() if operation is not None else ""
+    return "mercator" in method and "transverse" not in method
+
+
+def _transform_extent(extent: MapExtent, srs: SRS) -> BBox:
+    """``extent`` in ``srs``; geographic extents are cut at ±85.0511° for Mercator."""
+    bbox = extent.bbox
+    if extent.srs.is_latlong and not srs.is_latlong and _is_mercator(srs):
+        bbox = (bbox[0], max(bbox[1], -_MERCATOR_MAX_LAT), bbox[2], min(bbox[3], _MERCATOR_MAX_LAT))
+        if bbox[1] >= bbox[3]:
+            return extent.bbox_for(srs)
+    return extent.srs.transform_bbox_to(srs, bbox)
 
 
 def _md_list(md: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from pyproj.exceptions import ProjError
+
 from mapproxy.errors import MapProxyError
 from mapproxy.image.blank import blank_image
 from mapproxy.image.merge import merge_images
@@ -120,7 +122,7 @@ class LayerRenderer:
             pass
         try:
             bbox: BBox | None = extent.bbox_for(srs)
-        except MapProxyError:
+        except (MapProxyError, ProjError):
             bbox = None
         if bbox is not None and not all(math.isfinite(v) for v in bbox):
             bbox = None

@@ -66,6 +66,7 @@ class WMSService:
         concurrent_layer_renderer: int = 1,
         featureinfo_types: Sequence[str] = DEFAULT_FEATUREINFO_TYPES,
     ) -> None:
+        md = md or {}
         self.root_layer = root_layer
         self.md = md
         self.strict = strict

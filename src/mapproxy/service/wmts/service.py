@@ -1,0 +1,241 @@
+"""WMTS 1.0.0 services: KVP (via the OWS dispatcher) and RESTful (``/wmts``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from mapproxy.errors import ConfigurationError
+from mapproxy.layer.base import TileLayer
+from mapproxy.service.base import (
+    query_params,
+    request_base_url,
+    script_url,
+    tile_response,
+    xml_response,
+)
+from mapproxy.service.wmts.capabilities import CAPABILITIES_CONTENT_TYPE, CapabilitiesTemplate
+from mapproxy.service.wmts.tile_sets import (
+    WMTSError,
+    collect_layers,
+    exception_response,
+    format_message,
+    parse_index,
+    request_extension,
+)
+
+DEFAULT_TEMPLATE = "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}"
+DEFAULT_FEATUREINFO_TEMPLATE = (
+    "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}/{I}/{J}.{InfoFormat}"
+)
+CAPABILITIES_PATH = "/wmts/1.0.0/WMTSCapabilities.xml"
+
+# Parameter order of the reference's "missing parameters" message.
+_TILE_PARAMS = (
+    "version",
+    "layer",
+    "style",
+    "tilematrixset",
+    "tilematrix",
+    "tilerow",
+    "tilecol",
+    "format",
+)
+_FEATUREINFO_PARAMS = (*_TILE_PARAMS, "infoformat", "i", "j")
+
+
+class WMTSService:
+    """WMTS KVP: GetCapabilities, GetTile and GetFeatureInfo from query parameters."""
+
+    def __init__(
+        self,
+        layers: Sequence[TileLayer],
+        md: Mapping[str, Any],
+        max_tile_age_seconds: int = 259200,
+    ) -> None:
+        self.md = md
+        self.max_tile_age_seconds = max_tile_age_seconds
+        self.layers = collect_layers(layers)
+        self._capabilities = CapabilitiesTemplate(md, self.layers)
+
+    def handle(self, request: Request) -> Response:
+        """Answer one KVP request (``SERVICE=WMTS`` was checked by the dispatcher)."""
+        params = query_params(request)
+        request_type = params.get("request", "").lower()
+        try:
+            if request_type == "gettile":
+                return self._get_tile(request, params)
+            if request_type == "getcapabilities":
+                return self._get_capabilities(request)
+            if request_type == "getfeatureinfo":
+                return self._get_featureinfo(params)
+            # The reference names no request type here, whatever was sent.
+            raise WMTSError("unknown WMTS request type 'None'")
+        except WMTSError as error:
+            return exception_response(error)
+
+    def _get_tile(self, request: Request, params: dict[str, str]) -> Response:
+        _check_params(params, _TILE_PARAMS)
+        tile_set = self.layers.lookup(params["layer"], params["tilematrixset"])
+        requested = request_extension(params["format"])
+        if requested and requested != tile_set.extension:
+            raise WMTSError(format_message(requested, tile_set.extension), "InvalidParameterValue")
+        coord = tile_set.coord(
+            parse_index(params["tilematrix"], "TileMatrix"),
+            parse_index(params["tilecol"], "TileCol"),
+            parse_index(params["tilerow"], "TileRow"),
+        )
+        tile = tile_set.load(coord)
+        return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
+
+    def _get_featureinfo(self, params: dict[str, str]) -> Response:
+        _check_params(params, _FEATUREINFO_PARAMS)
+        # No feature info formats are configured for tile layers.
+        raise WMTSError(f"unknown infoformat: {params['infoformat']}", "InvalidParameterValue")
+
+    def _get_capabilities(self, request: Request) -> Response:
+        body = self._capabilities.render(request_base_url(request) + "?", script_url(request))
+        return xml_response(body, CAPABILITIES_CONTENT_TYPE)
+
+
+def _check_params(params: Mapping[str, str], names: Sequence[str]) -> None:
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise WMTSError(f"missing parameters {missing!r}")
+    styles = params.get("styles")
+    if styles:
+        raise WMTSError(f"unsupported styles: {styles}", "StyleNotDefined")
+
+
+class WMTSRestService:
+    """WMTS RESTful: capabilities at ``/wmts/1.0.0/WMTSCapabilities.xml``, tiles by template.
+
+    ``template`` and ``featureinfo_template`` are relative to ``/wmts``; variables are
+    ``{Layer}``, ``{TileMatrixSet}``, ``{TileMatrix}``, ``{TileCol}``, ``{TileRow}``,
+    ``{Format}``, ``{Style}`` (feature info: ``{I}``, ``{J}``, ``{InfoFormat}``); any
+    other name is a dimension that only accepts ``default``.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[TileLayer],
+        md: Mapping[str, Any],
+        template: str = DEFAULT_TEMPLATE,
+        max_tile_age_seconds: int = 259200,
+        featureinfo_template: str = DEFAULT_FEATUREINFO_TEMPLATE,
+    ) -> None:
+        self.md = md
+        self.max_tile_age_seconds = max_tile_age_seconds
+        self.template = _single_braces(template)
+        self.featureinfo_template = _single_braces(featureinfo_template)
+        self._tile_route = RestRoute(self.template, _TILE_REQUIRED)
+        self._featureinfo_route = RestRoute(self.featureinfo_template, _FEATUREINFO_REQUIRED)
+        self.layers = collect_layers(layers)
+        self._capabilities = CapabilitiesTemplate(md, self.layers, rest_template=self.template)
+
+    def handle(self, request: Request) -> Response:
+        """Answer a ``/wmts/...`` request."""
+        path = request.path
+        try:
+            if path == CAPABILITIES_PATH:
+                return self._get_capabilities(request)
+            relative = path[5:] if path.startswith("/wmts") else path
+            match = self._tile_route.regex.match(relative)
+            if match is not None:
+                return self._get_tile(request, match)
+            match = self._featureinfo_route.regex.match(relative)
+            if match is not None:
+                raise WMTSError(
+                    f"unknown infoformat: {match['InfoFormat']}", "InvalidParameterValue"
+                )
+            # The reference answers 500 text/plain here; a malformed URL is a client error.
+            raise WMTSError(f"invalid request ({path})", "InvalidParameterValue")
+        except WMTSError as error:
+            return exception_response(error)
+
+    def _get_tile(self, request: Request, match: re.Match[str]) -> Response:
+        route = self._tile_route
+        tile_set = self.layers.lookup(match["Layer"], match["TileMatrixSet"])
+        if route.has_format:
+            requested = match["Format"]
+            if requested != tile_set.extension:
+                raise WMTSError(
+                    format_message(requested, tile_set.extension), "InvalidParameterValue"
+                )
+        for group, name in route.dimensions:
+            if match[group] != "default":
+                raise WMTSError(f"unknown dimension: {name.lower()}", "InvalidParameterValue")
+        coord = tile_set.coord(
+            parse_index(match["TileMatrix"], "TileMatrix"),
+            parse_index(match["TileCol"], "TileCol"),
+            parse_index(match["TileRow"], "TileRow"),
+        )
+        tile = tile_set.load(coord)
+        return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
+
+    def _get_capabilities(self, request: Request) -> Response:
+        base = script_url(request)
+        body = self._capabilities.render(f"{base}/wmts?", base)
+        return xml_response(body, CAPABILITIES_CONTENT_TYPE)
+
+
+_TILE_REQUIRED = ("TileCol", "TileRow", "TileMatrix", "TileMatrixSet", "Layer")
+_FEATUREINFO_REQUIRED = (*_TILE_REQUIRED, "I", "J")
+_VARIABLE_PATTERNS = {
+    "Layer": r"[^/]+",
+    "TileMatrixSet": r"[^/]+",
+    "TileMatrix": r"-?[0-9]+",
+    "TileCol": r"-?[0-9]+",
+    "TileRow": r"-?[0-9]+",
+    "I": r"-?[0-9]+",
+    "J": r"-?[0-9]+",
+    "Format": r"\w+",
+    "InfoFormat": r"\w+",
+    "Style": r"[^/]+",
+}
+_DIMENSION_PATTERN = r"[\w.,:-]+"
+_VARIABLE_RE = re.compile(r"\{\{?(\w+)\}?\}")
+_DOUBLE_BRACES_RE = re.compile(r"\{\{(\w+)\}\}")
+
+
+def _single_braces(template: str) -> str:
+    """``{{Layer}}`` (deprecated form) -> ``{Layer}``."""
+    return _DOUBLE_BRACES_RE.sub(r"{\1}", template)
+
+
+class RestRoute:
+    """A RESTful URL template compiled once into an anchored regex."""
+
+    def __init__(self, template: str, required: Sequence[str]) -> None:
+        names = _VARIABLE_RE.findall(template)
+        missing = [name for name in required if name not in names]
+        if missing:
+            raise ConfigurationError(
+                f"services.wmts: restful template {template!r} lacks "
+                + ", ".join(f"{{{name}}}" for name in missing)
+            )
+        pattern: list[str] = ["^"]
+        groups: dict[str, str] = {}
+        self.dimensions: list[tuple[str, str]] = []
+        position = 0
+        for match in _VARIABLE_RE.finditer(template):
+            pattern.append(re.escape(template[position : match.start()]))
+            position = match.end()
+            name = match.group(1)
+            if name in groups:
+                # A repeated variable must repeat the same value.
+                pattern.append(f"(?P={groups[name]})")
+                continue
+            # Dimension names need not be valid group names, so they get their own.
+            group = name if name in _VARIABLE_PATTERNS else f"dim{len(self.dimensions)}"
+            groups[name] = group
+            if group != name:
+                self.dimensions.append((group, name))
+            pattern.append(f"(?P<{group}>{_VARIABLE_PATTERNS.get(name, _DIMENSION_PATTERN)})")
+        pattern.append(re.escape(template[position:]))
+        pattern.append(r"/?\Z")
+        self.regex = re.compile("".join(pattern))
+        self.has_format = "Format" in groups
