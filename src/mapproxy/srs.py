@@ -40,7 +40,14 @@ class SRS:
     to read or write them for WMS 1.3.0 and WMTS.
     """
 
-    __slots__ = ("_transformers", "code", "crs", "is_axis_order_ne", "is_latlong")
+    __slots__ = (
+        "_transformers",
+        "code",
+        "crs",
+        "is_axis_order_ne",
+        "is_latlong",
+        "valid_lonlat_bbox",
+    )
 
     def __init__(self, code: str) -> None:
         self.code = normalize_srs_code(code)
@@ -51,6 +58,12 @@ class SRS:
             raise UnknownSRS(f"unknown srs {code!r}") from error
         self.is_latlong = bool(self.crs.is_geographic)
         self.is_axis_order_ne = _axis_order_is_north_east(self.code, self.crs)
+        area = self.crs.area_of_use
+        self.valid_lonlat_bbox: BBox | None = (
+            (area.west, area.south, area.east, area.north)
+            if area is not None and not self.is_latlong and area.west < area.east
+            else None
+        )
         self._transformers: dict[str, pyproj.Transformer] = {}
 
     def __repr__(self) -> str:
@@ -101,6 +114,12 @@ class SRS:
         """Transform a bbox by sampling ``with_points`` points along each edge."""
         if self.is_same_as(other):
             return bbox
+        if self.is_latlong and other.valid_lonlat_bbox is not None:
+            # Points far outside a projection's area of use transform to nonsense (or
+            # infinity for mercator poles): only the valid part of the bbox is used.
+            clipped = bbox_intersection(bbox, other.valid_lonlat_bbox)
+            if clipped is not None:
+                bbox = clipped
         minx, miny, maxx, maxy = bbox
         points: list[Point] = []
         for i in range(with_points + 1):
@@ -182,8 +201,11 @@ def bbox_intersects(a: BBox, b: BBox) -> bool:
 
 def bbox_contains(outer: BBox, inner: BBox) -> bool:
     """True if ``inner`` lies completely inside ``outer``."""
-    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and (
-        outer[3] >= inner[3]
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and outer[2] >= inner[2]
+        and (outer[3] >= inner[3])
     )
 
 

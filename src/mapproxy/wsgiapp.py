@@ -94,7 +94,7 @@ class MapProxyApp:
         body = f"<html><body><h1>Welcome to MapProxy {__version__}</h1>"
         if "demo" in self.handlers:
             body += (
-                f'<p>See all configured layers and services at: '
+                f"<p>See all configured layers and services at: "
                 f'<a href="{script_url(request)}/demo/">demo</a>'
             )
         return Response(body, mimetype="text/html")
@@ -108,10 +108,12 @@ def _apply_script_name_header(environ: dict[str, Any]) -> None:
     environ["SCRIPT_NAME"] = script_name
     path = environ.get("PATH_INFO", "")
     if script_name and path.startswith(script_name):
-        environ["PATH_INFO"] = path[len(script_name):]
+        environ["PATH_INFO"] = path[len(script_name) :]
 
 
-def build_app(config_file: str, debug: bool = False, ignore_config_warnings: bool = True) -> MapProxyApp:
+def build_app(
+    config_file: str, debug: bool = False, ignore_config_warnings: bool = True
+) -> MapProxyApp:
     """Load, validate and build ``config_file`` into a MapProxyApp."""
     config = load_configuration(config_file, ignore_warnings=ignore_config_warnings)
     if "demo" in config.services:
@@ -169,7 +171,9 @@ def make_wsgi_app(
         if reloader:
             app: Any = ReloaderApp(services_conf, debug=debug)
         else:
-            app = build_app(services_conf, debug=debug, ignore_config_warnings=ignore_config_warnings)
+            app = build_app(
+                services_conf, debug=debug, ignore_config_warnings=ignore_config_warnings
+            )
     except ConfigurationError as error:
         config_log.fatal("%s", error)
         raise

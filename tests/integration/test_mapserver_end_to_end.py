@@ -89,7 +89,10 @@ def test_owslib_reads_wms_capabilities_and_gets_maps(config: Path, mapserver) ->
             assert {"cached", "direct"} <= set(wms.contents)
             bbox = (5.0, 45.0, 15.0, 55.0)
             response = wms.getmap(
-                layers=["cached"], srs="EPSG:4326", bbox=bbox, size=(400, 400),
+                layers=["cached"],
+                srs="EPSG:4326",
+                bbox=bbox,
+                size=(400, 400),
                 format="image/png",
             )
             image = decode(response.read())
@@ -111,9 +114,7 @@ def test_getmap_in_utm_matches_mapserver_rendering(config: Path, mapserver, laye
     image = decode(body)
     assert image.format == "JPEG"
     assert image.size == (300, 300)
-    reference = decode(
-        mapserver.getmap(SRS="EPSG:25832", BBOX=bbox, WIDTH=300, HEIGHT=300)
-    )
+    reference = decode(mapserver.getmap(SRS="EPSG:25832", BBOX=bbox, WIDTH=300, HEIGHT=300))
     assert mean_difference(image, reference) < 10
 
 
@@ -123,8 +124,12 @@ def test_owslib_reads_wmts_capabilities_and_tiles_match_mapserver(config: Path, 
         assert "cached" in wmts.contents
         assert "GLOBAL_WEBMERCATOR" in wmts.tilematrixsets
         tile = wmts.gettile(
-            layer="cached", tilematrixset="GLOBAL_WEBMERCATOR", tilematrix="02",
-            row=1, column=2, format="image/png",
+            layer="cached",
+            tilematrixset="GLOBAL_WEBMERCATOR",
+            tilematrix="02",
+            row=1,
+            column=2,
+            format="image/png",
         )
         image = decode(tile.read())
         assert image.size == (256, 256)
@@ -159,7 +164,9 @@ def test_meta_tile_is_requested_once_for_its_16_tiles(config: Path, mapserver) -
 
 
 def test_concurrent_requests_share_one_meta_tile(config: Path, mapserver) -> None:  # type: ignore[no-untyped-def]
-    urls = [f"/wmts/cached/GLOBAL_WEBMERCATOR/04/{x}/{y}.png" for x in range(4, 8) for y in range(4)]
+    urls = [
+        f"/wmts/cached/GLOBAL_WEBMERCATOR/04/{x}/{y}.png" for x in range(4, 8) for y in range(4)
+    ]
     with ThreadServer(config) as server, ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda url: fetch(server.url + url), urls))
     assert [status for status, _, _ in results] == [200] * 16
@@ -168,7 +175,9 @@ def test_concurrent_requests_share_one_meta_tile(config: Path, mapserver) -> Non
 
 def test_two_server_processes_share_one_meta_tile(config: Path, mapserver) -> None:  # type: ignore[no-untyped-def]
     mapserver.delay = 0.5  # keep the first request in flight while the others arrive
-    urls = [f"/wmts/cached/GLOBAL_WEBMERCATOR/04/{x}/{y}.png" for x in range(8, 12) for y in range(4)]
+    urls = [
+        f"/wmts/cached/GLOBAL_WEBMERCATOR/04/{x}/{y}.png" for x in range(8, 12) for y in range(4)
+    ]
     with ProcessServer(config) as first, ProcessServer(config) as second:
         targets = [(first if i % 2 else second).url + url for i, url in enumerate(urls)]
         with ThreadPoolExecutor(16) as pool:
@@ -187,9 +196,10 @@ def test_upstream_down_gives_clean_errors_and_server_keeps_serving(tmp_path: Pat
             "&STYLES=&SRS=EPSG:4326&BBOX=0,0,10,10&WIDTH=100&HEIGHT=100&FORMAT=image/png"
         )
         assert status == 500
+        assert headers["Content-Type"] == "application/vnd.ogc.se_xml"
         assert b"ServiceException" in body
         assert b"No response from URL" in body
-        status, headers, body = fetch(f"{server.url}/wmts/cached/GLOBAL_WEBMERCATOR/01/0/0.png")
+        status, _, body = fetch(f"{server.url}/wmts/cached/GLOBAL_WEBMERCATOR/01/0/0.png")
         assert status == 500
         assert b"ExceptionReport" in body
         status, _, body = fetch(f"{server.url}/")

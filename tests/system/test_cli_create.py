@@ -122,7 +122,8 @@ def test_wsgi_app_appends_py_and_uses_absolute_config_path(tmp_path: Path):
 
 def test_wsgi_app_module_builds_the_application(tmp_path: Path):
     (tmp_path / "mapproxy.yaml").write_text(TINY_CONFIG)
-    assert run_create("-t", "wsgi-app", "-f", "mapproxy.yaml", "app.py", cwd=tmp_path).returncode == 0
+    result = run_create("-t", "wsgi-app", "-f", "mapproxy.yaml", "app.py", cwd=tmp_path)
+    assert result.returncode == 0
     check = textwrap.dedent("""
         import runpy, sys
         from werkzeug.test import Client
@@ -132,7 +133,10 @@ def test_wsgi_app_module_builds_the_application(tmp_path: Path):
     """)
     result = subprocess.run(
         [sys.executable, "-c", check, str(tmp_path / "app.py")],
-        capture_output=True, text=True, timeout=120, cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "200"
@@ -181,7 +185,9 @@ def test_log_ini_configures_mapproxy_and_source_request_loggers(tmp_path: Path):
     """)
     result = subprocess.run(
         [sys.executable, "-c", check, str(tmp_path / "log.ini")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     request_log = (tmp_path / "source-requests.log").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -85,9 +86,11 @@ def wait_for(
 
 def touch_later(path: Path) -> Callable[[], None]:
     """A retry hook that moves the mtime of ``path`` forward (in case a change was missed)."""
+
     def retry() -> None:
         stat = path.stat()
         os.utime(path, (stat.st_atime, stat.st_mtime + 1))
+
     return retry
 
 
@@ -113,10 +116,8 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         # the server child runs in the same group; make sure it is gone too
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
@@ -130,7 +131,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         with open(log_dir / "out.txt", "wb") as out, open(log_dir / "err.txt", "wb") as err:
             process = subprocess.Popen(
                 [util_script(), "serve-develop", "-b", f"127.0.0.1:{port}", *args],
-                cwd=tmp_path, stdout=out, stderr=err, start_new_session=True,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
             )
         server = Server(process, log_dir, port)
         servers.append(server)
@@ -146,7 +150,7 @@ def wms_title(body: str) -> str | None:
     start = body.find("<Title>")
     if start < 0:
         return None
-    return body[start + len("<Title>"):body.find("</Title>", start)]
+    return body[start + len("<Title>") : body.find("</Title>", start)]
 
 
 CAPS = "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1"
@@ -162,14 +166,14 @@ def test_serve_develop_answers_and_reloads_changed_config_files(tmp_path: Path, 
     def no_retry() -> None:
         assert server.process.poll() is None, server.output()
 
-    status, body = wait_for(
-        server.url + "/", lambda s, b: s == 200 and "Welcome to MapProxy" in b, 60, no_retry
-    )
+    wait_for(server.url + "/", lambda s, b: s == 200 and "Welcome to MapProxy" in b, 60, no_retry)
     _, caps = wait_for(server.url + CAPS, lambda s, b: s == 200, 10, no_retry)
     assert wms_title(caps) == "First Title"
 
     config.write_text(CONFIG_YAML.format(title="Second Title"))
-    wait_for(server.url + CAPS, lambda s, b: wms_title(b) == "Second Title", 30, touch_later(config))
+    wait_for(
+        server.url + CAPS, lambda s, b: wms_title(b) == "Second Title", 30, touch_later(config)
+    )
 
     # a change in a base file restarts the server too: the base file adds the tms service
     assert fetch(server.url + "/tms/1.0.0/")[0] == 404
@@ -187,15 +191,20 @@ def test_config_broken_while_running_serves_error_page_until_fixed(tmp_path: Pat
     wait_for(server.url + "/", lambda s, b: s == 200, 60, lambda: None)
 
     config.write_text("services: [\n")
-    status, body = wait_for(
-        server.url + "/", lambda s, b: s == 500, 30, touch_later(config)
-    )
+    _, body = wait_for(server.url + "/", lambda s, b: s == 500, 30, touch_later(config))
     assert "configuration error" in body
     assert "invalid YAML" in body
     assert server.process.poll() is None
 
     config.write_text(CONFIG_YAML.format(title="Fixed"))
     wait_for(server.url + CAPS, lambda s, b: wms_title(b) == "Fixed", 30, touch_later(config))
+
+    # a broken base file is watched as well, so fixing it brings the server back
+    base = tmp_path / "base.yaml"
+    base.write_text("globals: {image: [\n")
+    wait_for(server.url + "/", lambda s, b: s == 500, 30, touch_later(base))
+    base.write_text(BASE_YAML)
+    wait_for(server.url + "/", lambda s, b: s == 200, 30, touch_later(base))
     output = server.output()
     assert "ERROR: " in output
     assert "Traceback" not in output
@@ -207,7 +216,10 @@ def test_broken_config_at_start_exits_2_without_traceback(tmp_path: Path):
     )
     result = subprocess.run(
         [util_script(), "serve-develop", "-b", f"127.0.0.1:{free_port()}", "mapproxy.yaml"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "ERROR: " in result.stderr
@@ -218,7 +230,10 @@ def test_broken_config_at_start_exits_2_without_traceback(tmp_path: Path):
 def test_missing_config_file_exits_2(tmp_path: Path):
     result = subprocess.run(
         [util_script(), "serve-develop", "-b", f"127.0.0.1:{free_port()}", "nothere.yaml"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "ERROR: " in result.stderr
@@ -237,7 +252,10 @@ def test_missing_config_argument_prints_help_and_exits_1(tmp_path: Path):
 def test_invalid_bind_address_is_an_argument_error(tmp_path: Path):
     result = subprocess.run(
         [util_script(), "serve-develop", "-b", "host:port", "mapproxy.yaml"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "invalid bind address" in result.stderr

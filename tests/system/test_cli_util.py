@@ -1,4 +1,4 @@
-"""mapproxy-util: command list, --version, unknown and unimplemented commands; mapproxy-seed stub."""
+"""mapproxy-util: command list, --version, unknown/unimplemented commands; mapproxy-seed stub."""
 
 from __future__ import annotations
 
@@ -41,7 +41,10 @@ def run_util(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     """Run mapproxy-util with ``args``; bounded by a timeout."""
     return subprocess.run(
         [console_script("mapproxy-util"), *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
 
 
@@ -111,7 +114,9 @@ def test_registered_plugin_command_is_listed_and_called(monkeypatch, capsys):
 def test_python_module_entry_matches_console_script():
     result = subprocess.run(
         [sys.executable, "-m", "mapproxy.script.util", "--version"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert result.stdout.strip() == f"MapProxy {mapproxy.__version__}"
@@ -119,9 +124,21 @@ def test_python_module_entry_matches_console_script():
 
 def test_mapproxy_seed_is_not_implemented_yet_exit_2(tmp_path: Path):
     result = subprocess.run(
-        [console_script("mapproxy-seed"), "-f", "mapproxy.yaml", "-c", "4", "--summary",
-         "--seed", "a,b", "seed.yaml"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [
+            console_script("mapproxy-seed"),
+            "-f",
+            "mapproxy.yaml",
+            "-c",
+            "4",
+            "--summary",
+            "--seed",
+            "a,b",
+            "seed.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "ERROR: mapproxy-seed is not implemented yet in this version" in result.stderr

@@ -202,9 +202,7 @@ class ConfigBuilder:
             tile_size=(int(tile_size[0]), int(tile_size[1])),
             origin=origin,
             name=options.get("name", name),
-            stretch_factor=float(
-                options.get("stretch_factor", self.globals.image.stretch_factor)
-            ),
+            stretch_factor=float(options.get("stretch_factor", self.globals.image.stretch_factor)),
             max_shrink_factor=float(
                 options.get("max_shrink_factor", self.globals.image.max_shrink_factor)
             ),
@@ -278,7 +276,33 @@ class ConfigBuilder:
             self._sources[name] = self._build_source(name)
         return self._sources[name]
 
-    def _build_source(self, name: str) -> MapSource:
+    def source_ref(self, ref: str, path: str) -> MapSource:
+        """The source for a layer/cache reference, honouring tagged names (``wms:a,b``)."""
+        name, _, tags = ref.partition(":")
+        if not tags:
+            return self.source(name)
+        key = f"{name}:{tags}"
+        if key in self._sources:
+            return self._sources[key]
+        conf = self.config.sources[name]
+        if conf.type != "wms":
+            raise ConfigurationError(
+                f"{path}: tagged source names ('{ref}') are only supported for wms sources"
+            )
+        tagged = [layer.strip() for layer in tags.split(",") if layer.strip()]
+        configured = conf.req.layers
+        if configured:
+            allowed = configured.split(",") if isinstance(configured, str) else list(configured)
+            missing = [layer for layer in tagged if layer not in allowed]
+            if missing:
+                raise ConfigurationError(
+                    f"{path}: layers {', '.join(missing)} of '{ref}' are not in "
+                    f"sources.{name}.req.layers"
+                )
+        self._sources[key] = self._build_source(name, layers=",".join(tagged))
+        return self._sources[key]
+
+    def _build_source(self, name: str, layers: str | None = None) -> MapSource:
         conf = self.config.sources[name]
         path = f"sources.{name}"
         builder = getattr(self, f"_build_{conf.type}_source", None)
@@ -287,6 +311,8 @@ class ConfigBuilder:
                 f"{path}.type: source type '{conf.type}' is not supported by this version yet"
             )
         try:
+            if layers is not None:
+                return builder(name, conf, path, layers=layers)  # type: ignore[no-any-return]
             return builder(name, conf, path)  # type: ignore[no-any-return]
         except ConfigurationError:
             raise
@@ -322,10 +348,16 @@ class ConfigBuilder:
                 raise ConfigurationError(f"{path}[{index}]: {error}") from None
         return result
 
-    def _build_wms_source(self, name: str, conf: Any, path: str) -> MapSource:
+    def _build_wms_source(
+        self, name: str, conf: Any, path: str, layers: str | None = None
+    ) -> MapSource:
         cls = SOURCE_CLASSES.get("wms")
         req = conf.req.model_dump(exclude_none=True)
         url = req.pop("url")
+        if layers is not None:
+            req["layers"] = layers
+        if not req.get("layers") and not req.get("sld") and not req.get("sld_body"):
+            raise ConfigurationError(f"{path}.req: missing 'layers'")
         params: dict[str, str] = {}
         for key, value in req.items():
             if isinstance(value, list):
@@ -429,18 +461,17 @@ class ConfigBuilder:
         sources: list[MapSource] = []
         for index, ref in enumerate(conf.sources):
             base = source_name(ref)
-            if ":" in ref:
-                raise ConfigurationError(
-                    f"{path}.sources[{index}]: tagged source names are not supported yet"
-                )
             if base in self.config.caches:
                 sources.append(self.cache(base).map_layer)  # type: ignore[arg-type]
             else:
-                sources.append(self.source(base))
+                sources.append(self.source_ref(ref, f"{path}.sources[{index}]"))
         grid_names = conf.grids
         if not grid_names:
-            log.warning("cache %s does not have any grids. default will change from "
-                        "[GLOBAL_MERCATOR] to [GLOBAL_WEBMERCATOR] with MapProxy 2.0", name)
+            log.warning(
+                "cache %s does not have any grids. default will change from "
+                "[GLOBAL_MERCATOR] to [GLOBAL_WEBMERCATOR] with MapProxy 2.0",
+                name,
+            )
             grid_names = ["GLOBAL_MERCATOR"]
         fmt_name = self.cache_format(conf)
         transparent = any(getattr(s, "transparent", False) for s in sources)
@@ -450,8 +481,8 @@ class ConfigBuilder:
         request_format = format_mime_type(conf.request_format or image_options.format)
         globals_cache = self.globals.cache
         meta_size = conf.meta_size or globals_cache.meta_size
-        meta_buffer = conf.meta_buffer if conf.meta_buffer is not None else (
-            globals_cache.meta_buffer
+        meta_buffer = (
+            conf.meta_buffer if conf.meta_buffer is not None else (globals_cache.meta_buffer)
         )
         backend = self.config.cache_backends.get(name) or FileBackendConfig()
         tile_managers = []
@@ -583,11 +614,7 @@ class ConfigBuilder:
                 caches_used.append(base)
                 map_layers.append(cache.map_layer)
             else:
-                if ":" in ref:
-                    raise ConfigurationError(
-                        f"{path}.sources[{index}]: tagged source names are not supported yet"
-                    )
-                source = self.source(base)
+                source = self.source_ref(ref, f"{path}.sources[{index}]")
                 if not getattr(source, "supports_meta_tiles", True):
                     raise ConfigurationError(
                         f'{path}.sources[{index}]: source "{base}" of layer '

@@ -17,7 +17,9 @@ from mapproxy.errors import ConfigurationError
 log = logging.getLogger("mapproxy.config")
 
 # Keys whose list values replace the base value instead of being concatenated.
-_REPLACED_LIST_KEYS = frozenset({"bbox", "tile_size", "max_output_pixels", "sources", "grids", "res"})
+_REPLACED_LIST_KEYS = frozenset(
+    {"bbox", "tile_size", "max_output_pixels", "sources", "grids", "res"}
+)
 
 _ENV_PATTERN = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -41,7 +43,9 @@ def load_yaml_file(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as error:
-        raise ConfigurationError(f"could not read configuration file {path}: {error.strerror}")
+        raise ConfigurationError(
+            f"could not read configuration file {path}: {error.strerror}"
+        ) from None
     return load_yaml_text(text, source=path)
 
 
@@ -168,7 +172,7 @@ def _load_with_bases(path: str, files: dict[str, float], stack: tuple[str, ...])
         imported: dict[str, Any] = {}
         for base in bases:
             base_path = os.path.abspath(os.path.join(directory, expand_env(base)))
-            base_data = _load_with_bases(base_path, files, stack + (path,))
+            base_data = _load_with_bases(base_path, files, (*stack, path))
             imported = merge_dicts(imported, base_data)
         current = merge_dicts(current, imported)
     return current

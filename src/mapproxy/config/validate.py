@@ -327,15 +327,18 @@ def _check_references(
             )
     source_and_cache = source_names | cache_names
     for name, source in config.sources.items():
-        grid = getattr(source, "grid", None)
-        if grid is not None and grid not in grid_names:
-            out.error(f"sources.{name}.grid", f"unknown grid '{grid}'{suggest(grid, grid_names)}")
+        source_grid = getattr(source, "grid", None)
+        if source_grid is not None and source_grid not in grid_names:
+            out.error(
+                f"sources.{name}.grid",
+                f"unknown grid '{source_grid}'{suggest(source_grid, grid_names)}",
+            )
     for name, cache in config.caches.items():
-        for index, grid in enumerate(cache.grids or []):
-            if grid not in grid_names:
+        for index, grid_name in enumerate(cache.grids or []):
+            if grid_name not in grid_names:
                 out.error(
                     f"caches.{name}.grids[{index}]",
-                    f"unknown grid '{grid}'{suggest(grid, grid_names)}",
+                    f"unknown grid '{grid_name}'{suggest(grid_name, grid_names)}",
                 )
         if isinstance(cache.sources, list):
             for index, ref in enumerate(cache.sources):
@@ -383,6 +386,10 @@ def _check_layer_refs(
                 )
         if layer.layers:
             _check_layer_refs(
-                layer.layers, (*layer_path, "layers"), source_and_cache, cache_names, out,
+                layer.layers,
+                (*layer_path, "layers"),
+                source_and_cache,
+                cache_names,
+                out,
                 seen_names,
             )

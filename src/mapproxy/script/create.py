@@ -40,14 +40,26 @@ def _parser() -> argparse.ArgumentParser:
         usage="%(prog)s [options] [-l] -t TEMPLATE [-f mapproxy.yaml] [--force] DEST",
         description="Create example configurations.",
     )
-    parser.add_argument("-l", "--list-templates", action="store_true", default=False,
-                        help="list all available configuration templates")
-    parser.add_argument("-t", "--template", dest="template",
-                        help="create a configuration with this template")
-    parser.add_argument("-f", "--mapproxy-conf", dest="mapproxy_conf", metavar="MAPPROXY_CONF",
-                        help="the MapProxy configuration to use for the wsgi-app template")
-    parser.add_argument("--force", action="store_true", default=False,
-                        help="overwrite existing files")
+    parser.add_argument(
+        "-l",
+        "--list-templates",
+        action="store_true",
+        default=False,
+        help="list all available configuration templates",
+    )
+    parser.add_argument(
+        "-t", "--template", dest="template", help="create a configuration with this template"
+    )
+    parser.add_argument(
+        "-f",
+        "--mapproxy-conf",
+        dest="mapproxy_conf",
+        metavar="MAPPROXY_CONF",
+        help="the MapProxy configuration to use for the wsgi-app template",
+    )
+    parser.add_argument(
+        "--force", action="store_true", default=False, help="overwrite existing files"
+    )
     parser.add_argument("dest", nargs="?", metavar="DEST", help="destination file or directory")
     return parser
 

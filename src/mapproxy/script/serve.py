@@ -72,14 +72,16 @@ def is_local_host(host: str) -> bool:
 
 def _security_warning(host: str) -> str:
     line = "=" * 78
-    return "\n".join([
-        line,
-        "WARNING: --debug enables the interactive werkzeug debugger, which lets anyone",
-        "who can open a page of this server run any Python code on this machine. The",
-        f"server listens on '{host}', which is reachable from other machines.",
-        "Only use --debug with -b localhost or -b 127.0.0.1.",
-        line,
-    ])
+    return "\n".join(
+        [
+            line,
+            "WARNING: --debug enables the interactive werkzeug debugger, which lets anyone",
+            "who can open a page of this server run any Python code on this machine. The",
+            f"server listens on '{host}', which is reachable from other machines.",
+            "Only use --debug with -b localhost or -b 127.0.0.1.",
+            line,
+        ]
+    )
 
 
 def _is_reloader_child() -> bool:
@@ -137,10 +139,13 @@ class ConfigErrorApp:
             "<p>The server restarts when a configuration file changes.</p>"
             "</body></html>"
         ).encode()
-        start_response("500 Internal Server Error", [
-            ("Content-Type", "text/html; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-        ])
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
         return [body]
 
 
@@ -149,11 +154,17 @@ def _print_error(message: str) -> None:
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
 
 
-def _watch_files_from_env(config_file: str) -> list[str]:
-    files = [path for path in os.environ.get(WATCH_FILES_ENV, "").split(os.pathsep) if path]
-    if config_file not in files:
-        files.insert(0, config_file)
-    return files
+def _files_to_watch_after_error(config_file: str) -> list[str]:
+    """The config files to watch when the configuration could not be built."""
+    from mapproxy.config.loader import load_configuration_files
+    from mapproxy.errors import ConfigurationError
+
+    files = [config_file]
+    files += os.environ.get(WATCH_FILES_ENV, "").split(os.pathsep)
+    # if the YAML is fine and only validation failed, the current base files are known
+    with contextlib.suppress(ConfigurationError), _logging_disabled():
+        files += list(load_configuration_files(config_file).config_files)
+    return list(dict.fromkeys(path for path in files if path))
 
 
 def _run_server(host: str, port: int, app: Any, extra_files: list[str]) -> None:
@@ -172,11 +183,21 @@ def _run_server(host: str, port: int, app: Any, extra_files: list[str]) -> None:
 
 def _serve_parser(prog: str, usage: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, usage=usage, description=description)
-    parser.add_argument("-b", "--bind", dest="address", default=DEFAULT_BIND,
-                        type=_bind_address_type, metavar="ADDRESS",
-                        help=f"server socket [{DEFAULT_BIND}]")
-    parser.add_argument("--debug", default=False, action="store_true",
-                        help="enable debug mode (DEBUG logging and the interactive debugger)")
+    parser.add_argument(
+        "-b",
+        "--bind",
+        dest="address",
+        default=DEFAULT_BIND,
+        type=_bind_address_type,
+        metavar="ADDRESS",
+        help=f"server socket [{DEFAULT_BIND}]",
+    )
+    parser.add_argument(
+        "--debug",
+        default=False,
+        action="store_true",
+        help="enable debug mode (DEBUG logging and the interactive debugger)",
+    )
     return parser
 
 
@@ -187,10 +208,15 @@ def serve_develop_command(argv: list[str]) -> int:
         "%(prog)s [options] mapproxy.yaml",
         "Run MapProxy development server.",
     )
-    parser.add_argument("--log-config", dest="log_config", metavar="FILE",
-                        help="logging configuration (Python logging ini file)")
-    parser.add_argument("config", nargs="?", metavar="mapproxy.yaml",
-                        help="the MapProxy configuration")
+    parser.add_argument(
+        "--log-config",
+        dest="log_config",
+        metavar="FILE",
+        help="logging configuration (Python logging ini file)",
+    )
+    parser.add_argument(
+        "config", nargs="?", metavar="mapproxy.yaml", help="the MapProxy configuration"
+    )
     options = parser.parse_args(argv)
     if not options.config:
         parser.print_help()
@@ -227,10 +253,13 @@ def serve_develop_command(argv: list[str]) -> int:
             watch_files = list(getattr(app, "config_files", {})) or [config_file]
         except ConfigurationError as error:
             _print_error(str(error))
-            print("Serving an error page until a configuration file changes.",
-                  file=sys.stderr, flush=True)
+            print(
+                "Serving an error page until a configuration file changes.",
+                file=sys.stderr,
+                flush=True,
+            )
             app = ConfigErrorApp(config_file, str(error))
-            watch_files = _watch_files_from_env(config_file)
+            watch_files = _files_to_watch_after_error(config_file)
     _run_server(host, port, app, watch_files)
     return 0
 
@@ -242,8 +271,12 @@ def serve_multiapp_develop_command(argv: list[str]) -> int:
         "%(prog)s [options] projects/",
         "Run MultiMapProxy development server.",
     )
-    parser.add_argument("projects", nargs="?", metavar="CONFIG_DIR",
-                        help="directory with one MapProxy configuration per project")
+    parser.add_argument(
+        "projects",
+        nargs="?",
+        metavar="CONFIG_DIR",
+        help="directory with one MapProxy configuration per project",
+    )
     options = parser.parse_args(argv)
     if not options.projects:
         parser.print_help()
@@ -261,7 +294,6 @@ def serve_multiapp_develop_command(argv: list[str]) -> int:
 
     # The projects are loaded (and reloaded on change) by the multiapp itself, so the
     # reloader only watches the code.
-    app = make_multiapp(os.path.abspath(options.projects), allow_listing=True,
-                        debug=options.debug)
+    app = make_multiapp(os.path.abspath(options.projects), allow_listing=True, debug=options.debug)
     _run_server(host, port, app, [])
     return 0

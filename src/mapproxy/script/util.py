@@ -31,10 +31,13 @@ class Command:
 
 # Order as listed by ``mapproxy-util --help``.
 COMMANDS: dict[str, Command] = {
-    "serve-develop": Command("mapproxy.script.serve:serve_develop_command",
-                             "Run MapProxy development server."),
-    "serve-multiapp-develop": Command("mapproxy.script.serve:serve_multiapp_develop_command",
-                                      "Run MultiMapProxy development server."),
+    "serve-develop": Command(
+        "mapproxy.script.serve:serve_develop_command", "Run MapProxy development server."
+    ),
+    "serve-multiapp-develop": Command(
+        "mapproxy.script.serve:serve_multiapp_develop_command",
+        "Run MultiMapProxy development server.",
+    ),
     "create": Command("mapproxy.script.create:create_command", "Create example configurations."),
     "scales": Command(None, "Convert between scales and resolutions."),
     "wms-capabilities": Command(None, "Display WMS capabilites."),

@@ -16,27 +16,72 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("-s", "--seed-conf", dest="seed_file", metavar="FILE", help="seed configuration")
     add("-f", "--proxy-conf", dest="conf_file", metavar="FILE", help="MapProxy configuration")
-    add("-c", "--concurrency", type=int, default=2, metavar="N",
-        help="number of parallel seed processes")
-    add("-n", "--dry-run", action="store_true", default=False,
-        help="do not seed, just print output")
-    add("-l", "--skip-geoms-for-last-levels", type=int, default=0, metavar="N",
+    add(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=2,
+        metavar="N",
+        help="number of parallel seed processes",
+    )
+    add(
+        "-n", "--dry-run", action="store_true", default=False, help="do not seed, just print output"
+    )
+    add(
+        "-l",
+        "--skip-geoms-for-last-levels",
+        type=int,
+        default=0,
+        metavar="N",
         help="do not check for intersections between tiles and seed geometries"
-             " on the last N levels")
-    add("--skip-uncached", action="store_true", default=False,
-        help="only treat tiles that are already cached")
-    add("--summary", action="store_true", default=False,
-        help="print summary with all seeding tasks and exit")
-    add("-i", "--interactive", action="store_true", default=False,
-        help="print each task description and ask if it should be seeded")
-    add("--seed", action="append", dest="seed_only_names", metavar="task1,task2,...",
-        help="only seed the listed seed tasks")
-    add("--cleanup", action="append", dest="cleanup_only_names", metavar="task1,task2,...",
-        help="only cleanup the listed cleanup tasks")
-    add("--use-cache-lock", action="store_true", default=False,
-        help="use locking to prevent multiple mapproxy-seed calls to seed the same cache")
-    add("--continue", dest="continue_seed", action="store_true", default=False,
-        help="continue an aborted seed progress")
+        " on the last N levels",
+    )
+    add(
+        "--skip-uncached",
+        action="store_true",
+        default=False,
+        help="only treat tiles that are already cached",
+    )
+    add(
+        "--summary",
+        action="store_true",
+        default=False,
+        help="print summary with all seeding tasks and exit",
+    )
+    add(
+        "-i",
+        "--interactive",
+        action="store_true",
+        default=False,
+        help="print each task description and ask if it should be seeded",
+    )
+    add(
+        "--seed",
+        action="append",
+        dest="seed_only_names",
+        metavar="task1,task2,...",
+        help="only seed the listed seed tasks",
+    )
+    add(
+        "--cleanup",
+        action="append",
+        dest="cleanup_only_names",
+        metavar="task1,task2,...",
+        help="only cleanup the listed cleanup tasks",
+    )
+    add(
+        "--use-cache-lock",
+        action="store_true",
+        default=False,
+        help="use locking to prevent multiple mapproxy-seed calls to seed the same cache",
+    )
+    add(
+        "--continue",
+        dest="continue_seed",
+        action="store_true",
+        default=False,
+        help="continue an aborted seed progress",
+    )
     add("--progress-file", metavar="FILE", help="filename for storing the seed progress")
     add("--duration", metavar="D", help="stop seeding after this duration (e.g. 15m, 2h)")
     add("--reseed-file", metavar="FILE", help="start of the last re-seed")

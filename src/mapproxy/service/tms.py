@@ -35,6 +35,7 @@ TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 OUTSIDE_MESSAGE = "The requested tile is outside the bounding box of the tile map."
 GLOBAL_PROFILES = frozenset({"global-mercator", "global-geodetic"})
 
+_ORIGINS = {"sw": "sw", "ll": "sw", "nw": "nw", "ul": "nw"}
 # Layer names without a grid part fall back to these grids (in this order).
 _FALLBACK_SUFFIXES = ("_EPSG900913", "_EPSG4326")
 # Tile indices with more digits than this are outside every grid; skipping int()
@@ -128,8 +129,8 @@ class TileService:
     ) -> None:
         self.md = md
         self.use_grid_names = use_grid_names
-        self.origin = origin.lower() if origin else None
-        if self.origin not in (None, "sw", "nw"):
+        self.origin = _ORIGINS.get(origin.lower()) if origin else None
+        if origin and self.origin is None:
             raise ValueError(f"unknown tms origin {origin!r} (use sw or nw)")
         self.max_tile_age_seconds = max_tile_age_seconds
         self._separator = "/" if use_grid_names else "_"

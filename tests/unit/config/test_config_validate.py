@@ -54,9 +54,7 @@ def test_missing_required_key_names_parent():
 
 def test_unknown_source_type():
     raw = {**VALID, "sources": {"osm_wms": {"type": "wmx", "req": {"url": "u"}}}}
-    assert "sources.osm_wms.type: unknown source type 'wmx' (did you mean 'wms'?)" in errors_of(
-        raw
-    )
+    assert "sources.osm_wms.type: unknown source type 'wmx' (did you mean 'wms'?)" in errors_of(raw)
 
 
 def test_all_errors_are_reported_together():
@@ -88,7 +86,7 @@ def test_unknown_keys_warn_with_path(caplog: pytest.LogCaptureFixture):
 def test_unknown_keys_are_errors_in_strict_mode():
     raw = {**VALID, "caches": {"osm_cache": {**VALID["caches"]["osm_cache"], "foo": 1}}}
     validate_config(raw)  # only a warning by default
-    with pytest.raises(ConfigurationError, match="unknown 'foo' in caches.osm_cache"):
+    with pytest.raises(ConfigurationError, match=r"unknown 'foo' in caches\.osm_cache"):
         validate_config(raw, strict=True)
 
 

@@ -159,7 +159,7 @@ def test_tile_cache_headers_and_conditional_get(layers):
         ({"TILEMATRIX": "x"}, 400, "InvalidParameterValue", "invalid TileMatrix: x"),
         ({"TILEROW": "1.5"}, 400, "InvalidParameterValue", "invalid TileRow: 1.5"),
         ({"TILECOL": ""}, 400, "InvalidParameterValue", "invalid TileCol: "),
-        ({"TILECOL": "١"}, 400, "InvalidParameterValue", "invalid TileCol: ١"),
+        ({"TILECOL": "\u0661"}, 400, "InvalidParameterValue", "invalid TileCol: \u0661"),
         (
             {"TILEMATRIX": "EPSG:3857:1"},
             400,

@@ -48,7 +48,9 @@ class DemoService:
         self.wms_srs: list[str] = list(getattr(built, "wms_srs", None) or ["EPSG:3857"])
         self.wms_formats: list[str] = list(getattr(built, "wms_formats", None) or ["image/png"])
         self.tile_layers: list[TileLayer] = list(built.tile_layers)
-        self.background_url = built.background_url or "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+        self.background_url = (
+            built.background_url or "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+        )
         self.tms_use_grid_names = bool(getattr(built, "tms_use_grid_names", False))
         self._wms_by_name = {str(layer.name): layer for layer in self.wms_layers}
         self._tile_by_key = {(layer.name, layer.grid_name): layer for layer in self.tile_layers}
@@ -57,7 +59,7 @@ class DemoService:
         """Answer ``/demo/...``."""
         path = request.path
         if path.startswith("/demo/static/"):
-            return self._static(path[len("/demo/static/"):])
+            return self._static(path[len("/demo/static/") :])
         if path != "/demo/":
             response = Response("", status=301)
             response.headers["Location"] = script_url(request) + "/demo/"
@@ -91,8 +93,11 @@ class DemoService:
     def _index(self) -> str:
         parts = [f"<h2>About</h2><p>MapProxy version {html.escape(__version__)}</p>"]
         if "wms" in self.services:
-            parts.append(_capabilities_links("WMS", "wms_capabilities",
-                                             "../service?REQUEST=GetCapabilities&SERVICE=WMS"))
+            parts.append(
+                _capabilities_links(
+                    "WMS", "wms_capabilities", "../service?REQUEST=GetCapabilities&SERVICE=WMS"
+                )
+            )
             rows = []
             for layer in self.wms_layers:
                 options = "".join(
@@ -114,12 +119,19 @@ class DemoService:
             parts.append(_table(["Layer", "Title", "View in SRS / format"], rows))
         if "wmts" in self.services or "wmts_kvp" in self.services:
             if "wmts_kvp" in self.services:
-                parts.append(_capabilities_links(
-                    "WMTS (KVP)", "wmts_capabilities_kvp",
-                    "../service?REQUEST=GetCapabilities&SERVICE=WMTS"))
+                parts.append(
+                    _capabilities_links(
+                        "WMTS (KVP)",
+                        "wmts_capabilities_kvp",
+                        "../service?REQUEST=GetCapabilities&SERVICE=WMTS",
+                    )
+                )
             if "wmts" in self.services:
-                parts.append(_capabilities_links(
-                    "WMTS (RESTful)", "wmts_capabilities", "../wmts/1.0.0/WMTSCapabilities.xml"))
+                parts.append(
+                    _capabilities_links(
+                        "WMTS (RESTful)", "wmts_capabilities", "../wmts/1.0.0/WMTSCapabilities.xml"
+                    )
+                )
             rows = [
                 self._tile_row("wmts_layer", layer)
                 for layer in self.tile_layers
@@ -172,8 +184,13 @@ class DemoService:
             query_string=query,
             base_url=script_url(request),
         ).get_environ()
-        for header in ("HTTP_X_SCRIPT_NAME", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO",
-                       "HTTP_FORWARDED", "HTTP_HOST"):
+        for header in (
+            "HTTP_X_SCRIPT_NAME",
+            "HTTP_X_FORWARDED_HOST",
+            "HTTP_X_FORWARDED_PROTO",
+            "HTTP_FORWARDED",
+            "HTTP_HOST",
+        ):
             if header in request.environ:
                 environ[header] = request.environ[header]
         environ["SCRIPT_NAME"] = request.environ.get("SCRIPT_NAME", "")
@@ -282,7 +299,7 @@ def _table(headers: Sequence[str], rows: Sequence[str]) -> str:
 
 def _capabilities_links(title: str, key: str, download: str) -> str:
     return (
-        f"<h2>{html.escape(title)}</h2><p class=\"capabilities\">Capabilities: "
+        f'<h2>{html.escape(title)}</h2><p class="capabilities">Capabilities: '
         f'<a href="{html.escape(download)}">download XML</a> · '
         f'<a href="?{key}">view</a> · <a href="?{key}&amp;type=external">view (external)</a></p>'
     )
@@ -290,12 +307,12 @@ def _capabilities_links(title: str, key: str, download: str) -> str:
 
 def _page(title: str, content: str, head: str = "", script: str = "") -> str:
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>"
         '<link rel="stylesheet" href="static/demo.css">'
         f"{head}</head><body>"
         '<header><a href="./">MapProxy demo</a></header>'
-        f'<main>{content}</main>{script}</body></html>'
+        f"<main>{content}</main>{script}</body></html>"
     )
 
 
@@ -311,7 +328,7 @@ def _viewer_page(title: str, layer_title: str, config: dict[str, Any]) -> str:
     head = '<link rel="stylesheet" href="static/ol/ol.css">'
     script = (
         '<script src="static/ol/ol.js"></script>'
-        f'<script>window.MAPPROXY_DEMO = {config_json};</script>'
+        f"<script>window.MAPPROXY_DEMO = {config_json};</script>"
         '<script src="static/viewer.js"></script>'
     )
     return _page(title, content, head=head, script=script)
