@@ -615,7 +615,7 @@ class ConfigBuilder:
                 map_layers.append(cache.map_layer)
             else:
                 source = self.source_ref(ref, f"{path}.sources[{index}]")
-                if not getattr(source, "supports_meta_tiles", True):
+                if self.config.sources[base].type == "tile":
                     raise ConfigurationError(
                         f'{path}.sources[{index}]: source "{base}" of layer '
                         f'"{conf.name}" does not support un-tiled access'

@@ -34,7 +34,8 @@ def debug_text(query: MapQuery) -> list[str]:
 class DebugSource:
     """Renders a bordered transparent image with the request's bbox/resolution/SRS."""
 
-    supports_meta_tiles = True
+    # Each tile shows its own bbox, so tiles are rendered one by one (as MapProxy does).
+    supports_meta_tiles = False
     transparent = True
     extent: MapExtent | None = None
 

@@ -42,7 +42,7 @@ def test_debug_text_for_geographic_srs() -> None:
 
 def test_debug_source_attributes() -> None:
     source = DebugSource()
-    assert source.supports_meta_tiles is True
+    assert source.supports_meta_tiles is False
     assert source.transparent is True
     assert source.extent is None
 
