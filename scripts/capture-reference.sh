@@ -5,7 +5,8 @@
 #
 # Usage: scripts/capture-reference.sh [CONFIG] [OUTDIR]
 #   CONFIG  default tests/fixtures/reference/config.yaml
-#   OUTDIR  default: the directory of CONFIG
+#   OUTDIR  default: /tmp/mapproxy-reference-capture (kept out of the repository: the
+#           documents are the reference's output, used for looking, not committed)
 #   MAPPROXY_REF_VENV  reference venv (default /work/ref-venv)
 #   MAPPROXY_REF_PORT  port to serve on (default 18180; it shows up in URLs)
 #
@@ -17,7 +18,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MAPPROXY_REF_VENV:-/work/ref-venv}"
 PORT="${MAPPROXY_REF_PORT:-18180}"
 CONFIG="${1:-$REPO_ROOT/tests/fixtures/reference/config.yaml}"
-OUT="${2:-$(dirname "$CONFIG")}"
+OUT="${2:-/tmp/mapproxy-reference-capture}"
 BASE="http://127.0.0.1:$PORT"
 
 if [ ! -x "$VENV/bin/mapproxy-util" ]; then

@@ -6,4 +6,6 @@ cd "$root"
 "$root/scripts/bootstrap.sh" test
 "$root/scripts/install-system-deps.sh"
 .venv/bin/ruff check src tests
+.venv/bin/mypy
+.venv/bin/lint-imports --no-cache > /dev/null || .venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

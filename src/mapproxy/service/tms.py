@@ -41,6 +41,7 @@ _FALLBACK_SUFFIXES = ("_EPSG900913", "_EPSG4326")
 # Tile indices with more digits than this are outside every grid; skipping int()
 # keeps absurd inputs cheap (and below Python's int-conversion digit limit).
 _MAX_INDEX_DIGITS = 18
+_HUGE_INDEX = 10**18  # larger than any grid, smaller than what breaks int math
 _SQRT2 = math.sqrt(2)
 # Placeholder for the public base URL in prebuilt documents (never valid in XML text).
 _BASE = "\x00BASE\x00"
@@ -56,7 +57,7 @@ def tile_index(text: str) -> int:
     """An integer path/parameter value; huge values map to a number outside any grid."""
     digits = len(text) - (text[0] == "-") if text else 0
     if digits > _MAX_INDEX_DIGITS:
-        return -(10**_MAX_INDEX_DIGITS) if text[0] == "-" else 10**_MAX_INDEX_DIGITS
+        return -_HUGE_INDEX if text[0] == "-" else _HUGE_INDEX
     return int(text)
 
 

@@ -30,6 +30,7 @@ _STATUS_BY_CODE = {
 }
 # Tile indices with more digits than this are outside every grid.
 _MAX_INDEX_DIGITS = 18
+_HUGE_INDEX = 10**18  # larger than any grid, smaller than what breaks int math
 
 
 class WMTSError(MapProxyError):
@@ -86,8 +87,7 @@ def parse_index(text: str, name: str) -> int:
     if not digits.isdigit() or not digits.isascii():
         raise WMTSError(f"invalid {name}: {text}", "InvalidParameterValue", name.lower())
     if len(digits) > _MAX_INDEX_DIGITS:
-        huge = 10**_MAX_INDEX_DIGITS
-        return -huge if value[0] == "-" else huge
+        return -_HUGE_INDEX if value[0] == "-" else _HUGE_INDEX
     return int(value)
 
 
