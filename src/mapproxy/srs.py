@@ -111,27 +111,24 @@ class SRS:
         return result
 
     def transform_bbox_to(self, other: SRS, bbox: BBox, with_points: int = 16) -> BBox:
-        """Transform a bbox by sampling ``with_points`` points along each edge."""
+        """Transform a bbox by sampling ``with_points`` points along each edge.
+
+        Geographic bboxes are cut to the latitudes of a target valid at every longitude
+        (web mercator ends at about +-85 deg; beyond it y grows without bound).
+        """
         if self.is_same_as(other):
             return bbox
-        if self.is_latlong and other.valid_lonlat_bbox is not None:
-            # Points far outside a projection's area of use transform to nonsense (or
-            # infinity for mercator poles): only the valid part of the bbox is used.
-            clipped = bbox_intersection(bbox, other.valid_lonlat_bbox)
-            if clipped is not None:
-                bbox = clipped
-        minx, miny, maxx, maxy = bbox
-        points: list[Point] = []
-        for i in range(with_points + 1):
-            fx = minx + (maxx - minx) * i / with_points
-            fy = miny + (maxy - miny) * i / with_points
-            points.extend([(fx, miny), (fx, maxy), (minx, fy), (maxx, fy)])
-        if self.is_latlong:
-            points = [(x, max(-89.999999, min(89.999999, y))) for x, y in points]
-        transformed = self.transform_to(other, points)
-        xs = [p[0] for p in transformed]
-        ys = [p[1] for p in transformed]
-        return (min(xs), min(ys), max(xs), max(ys))
+        area = other.valid_lonlat_bbox if self.is_latlong else None
+        if area is not None and area[0] <= -180 and area[2] >= 180:
+            bbox = bbox_intersection(bbox, area) or bbox
+        points = _edge_points(bbox, with_points, clamp_latitude=self.is_latlong)
+        return _points_bbox(self.transform_to(other, points))
+
+    def clip_to_valid_area(self, lonlat_bbox: BBox) -> BBox:
+        """The part of a lon/lat bbox inside this SRS's area of use (for display extents)."""
+        if self.valid_lonlat_bbox is None:
+            return lonlat_bbox
+        return bbox_intersection(lonlat_bbox, self.valid_lonlat_bbox) or lonlat_bbox
 
     def align_bbox(self, bbox: BBox) -> BBox:
         """Clip geographic bboxes to valid latitudes (other SRS are returned unchanged)."""
@@ -145,6 +142,24 @@ class SRS:
         if self.is_axis_order_ne:
             return (bbox[1], bbox[0], bbox[3], bbox[2])
         return bbox
+
+
+def _edge_points(bbox: BBox, with_points: int, clamp_latitude: bool) -> list[Point]:
+    minx, miny, maxx, maxy = bbox
+    points: list[Point] = []
+    for i in range(with_points + 1):
+        fx = minx + (maxx - minx) * i / with_points
+        fy = miny + (maxy - miny) * i / with_points
+        points.extend([(fx, miny), (fx, maxy), (minx, fy), (maxx, fy)])
+    if clamp_latitude:
+        points = [(x, max(-89.999999, min(89.999999, y))) for x, y in points]
+    return points
+
+
+def _points_bbox(points: Sequence[Point]) -> BBox:
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def normalize_srs_code(code: str) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -85,6 +86,7 @@ class MapProxyApp:
                 raise
             query = request.environ.get("QUERY_STRING", "")
             log.exception("fatal error in %s for %s?%s", segment, path, query)
+            _write_traceback(request.environ)
             response = Response("internal error", status=500)
             response.headers["Content-Type"] = "text/plain"
         return finish_headers(response, self.cors_origin)
@@ -98,6 +100,18 @@ class MapProxyApp:
                 f'<a href="{script_url(request)}/demo/">demo</a>'
             )
         return Response(body, mimetype="text/html")
+
+
+def _write_traceback(environ: dict[str, Any]) -> None:
+    """Write the current exception's traceback to the server's ``wsgi.errors`` stream."""
+    stream = environ.get("wsgi.errors")
+    if stream is None:
+        return
+    try:
+        stream.write(traceback.format_exc())
+        stream.flush()
+    except Exception:  # pragma: no cover - a broken error stream must not hide the 500
+        log.debug("could not write to wsgi.errors", exc_info=True)
 
 
 def _apply_script_name_header(environ: dict[str, Any]) -> None:

@@ -16,7 +16,8 @@ from werkzeug.wrappers import Request, Response
 from mapproxy import __version__
 from mapproxy.layer.base import TileLayer, WMSLayer
 from mapproxy.service.base import query_params, script_url
-from mapproxy.srs import get_srs
+from mapproxy.source.base import MapExtent
+from mapproxy.srs import SRS, BBox, get_srs
 
 STATIC_PACKAGE = "mapproxy.service.demo"
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".png": "image/png"}
@@ -208,7 +209,7 @@ class DemoService:
             srs_code = self.wms_srs[0]
         fmt = params.get("format", self.wms_formats[0])
         srs = get_srs(srs_code)
-        extent = _finite_extent(layer.extent.bbox_for(srs), srs)
+        extent = _display_extent(layer.extent, srs)
         config = {
             "kind": "wms",
             "url": "../service",
@@ -239,7 +240,7 @@ class DemoService:
             return _html(_page("Unknown layer", f"<p>unknown layer {html.escape(name)}</p>"))
         grid = layer.grid
         srs = grid.srs
-        extent = _finite_extent(layer.extent.bbox_for(srs), srs)
+        extent = _display_extent(layer.extent, srs)
         if kind == "wmts":
             url = (
                 f"../wmts/{quote(layer.name)}/{quote(layer.grid_name)}"
@@ -278,8 +279,11 @@ class DemoService:
         return layer.grid.srs.srs_code_no_colon
 
 
-def _finite_extent(bbox: Sequence[float], srs: Any) -> tuple[float, float, float, float]:
-    minx, miny, maxx, maxy = bbox
+def _display_extent(extent: MapExtent, srs: SRS) -> BBox:
+    """``extent`` in ``srs``, limited to the SRS's area of use so the map fits sensibly."""
+    wgs84 = get_srs("EPSG:4326")
+    lonlat = srs.clip_to_valid_area(extent.bbox_for(wgs84))
+    minx, miny, maxx, maxy = wgs84.transform_bbox_to(srs, lonlat)
     if srs.is_latlong:
         miny, maxy = max(miny, -90.0), min(maxy, 90.0)
     return (minx, miny, maxx, maxy)
