@@ -5,6 +5,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/scripts/bootstrap.sh" test
 "$root/scripts/install-system-deps.sh"
+# Reference MapProxy 7.0.0 for tests/integration/test_reference_compat.py, in a venv outside
+# the repository (a user cache directory where /work is not writable, e.g. in CI).
+if [ -z "${MAPPROXY_REF_VENV:-}" ]; then
+  MAPPROXY_REF_VENV=/work/ref-venv
+  if [ ! -x "$MAPPROXY_REF_VENV/bin/python" ] && ! { mkdir -p /work 2>/dev/null && [ -w /work ]; }; then
+    MAPPROXY_REF_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/mapproxy-ref-venv"
+  fi
+fi
+export MAPPROXY_REF_VENV
+"$root/scripts/install-reference.sh"
 .venv/bin/ruff check src tests
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache > /dev/null || .venv/bin/lint-imports --no-cache

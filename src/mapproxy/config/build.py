@@ -67,7 +67,8 @@ SOURCE_CLASSES: Registry[Any] = Registry(
 CACHE_CLASSES: Registry[Any] = Registry("cache", {"file": "mapproxy.cache.file:FileCache"})
 
 DEFAULT_WMS_SRS = ["EPSG:4326", "EPSG:4258", "CRS:84", "EPSG:900913", "EPSG:3857"]
-DEFAULT_BBOX_SRS = ["EPSG:4326", "EPSG:3857", "EPSG:900913"]
+# MapProxy's order of the per-layer BoundingBox elements
+DEFAULT_BBOX_SRS = ["EPSG:3857", "EPSG:4326", "EPSG:900913"]
 DEFAULT_IMAGE_FORMATS = ["image/png", "image/jpeg", "image/gif", "image/GeoTIFF", "image/tiff"]
 
 
@@ -80,6 +81,12 @@ class BuiltCache:
     map_layer: CacheMapLayer
     image_options: ImageOptions
     extent: MapExtent
+    # from the coverage or the sources; None: each grid's bbox is the extent
+    data_extent: MapExtent | None = None
+
+    def grid_extent(self, grid: TileGrid) -> MapExtent:
+        """The extent of the tiles in ``grid`` (as the reference limits tile layers)."""
+        return self.data_extent or MapExtent(grid.bbox, grid.srs)
 
 
 @dataclass
@@ -252,8 +259,8 @@ class ConfigBuilder:
             value = getattr(glob, key, None)
             return default if value is None else value
 
-        headers = dict(glob.headers or {})
-        headers.update(local.get("headers") or {})
+        # as in MapProxy, a source's ``headers`` replace the global ones (they are not merged)
+        headers = dict(pick("headers", None) or {})
         ca_certs = pick("ssl_ca_certs", None)
         return {
             "timeout_seconds": float(pick("client_timeout", 60)),
@@ -507,7 +514,9 @@ class ConfigBuilder:
                     or globals_cache.concurrent_tile_creators,
                 )
             )
-        extent = self._cache_extent(conf, sources, tile_managers, path)
+        data_extent = self._cache_data_extent(conf, sources, path)
+        grid = tile_managers[0].grid
+        extent = data_extent or MapExtent(grid.bbox, grid.srs)
         map_layer = CacheMapLayer(
             tile_managers,
             extent,
@@ -515,19 +524,19 @@ class ConfigBuilder:
             transparent=transparent,
             max_tile_limit=globals_cache.max_tile_limit,
         )
-        return BuiltCache(name, tile_managers, map_layer, image_options, extent)
+        return BuiltCache(name, tile_managers, map_layer, image_options, extent, data_extent)
 
-    def _cache_extent(
-        self, conf: CacheConfig, sources: Sequence[Any], tile_managers: Sequence[Any], path: str
-    ) -> MapExtent:
+    def _cache_data_extent(
+        self, conf: CacheConfig, sources: Sequence[Any], path: str
+    ) -> MapExtent | None:
+        """The coverage, else the union of the sources' extents if all have one."""
         coverage = self._coverage_extent(conf.coverage, path)
         if coverage is not None:
             return coverage
         source_extents = [s.extent for s in sources if getattr(s, "extent", None) is not None]
         if source_extents and len(source_extents) == len(sources):
             return union_extent(source_extents)
-        grid = tile_managers[0].grid
-        return MapExtent(grid.bbox, grid.srs)
+        return None
 
     def http_timeout(self) -> float:
         """``globals.http.client_timeout`` (also the lock timeout)."""
@@ -664,7 +673,7 @@ class ConfigBuilder:
                     tile_manager=manager,
                     format=cache.image_options.mime_type,
                     extension=format_extension(cache.image_options.format),
-                    extent=cache.extent,
+                    extent=cache.grid_extent(manager.grid),
                     md=dict(conf.md or {}),
                 )
             )

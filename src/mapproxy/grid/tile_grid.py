@@ -279,7 +279,8 @@ class TileGrid:
         width_px, height_px = size
         if width_px <= 0 or height_px <= 0:
             raise NoTiles(f"invalid request size {width_px}x{height_px}")
-        res = max((bbox[2] - bbox[0]) / width_px, (bbox[3] - bbox[1]) / height_px)
+        # the finer of the two axes decides, as in MapProxy (matters for reprojected requests)
+        res = min((bbox[2] - bbox[0]) / width_px, (bbox[3] - bbox[1]) / height_px)
         if res > self._max_request_res:
             raise NoTiles(f"request resolution {res} is too coarse for the grid")
         return self.affected_level_tiles(bbox, self.closest_level(res))

@@ -152,7 +152,8 @@ def _quantize(image: Image.Image, colors: int, quantizer: str | None, force: boo
     if image.mode == "RGBA":
         method = Image.Quantize.FASTOCTREE  # the only quantizer that keeps alpha
     else:
-        method = _QUANTIZERS.get((quantizer or "mediancut").lower(), Image.Quantize.MEDIANCUT)
+        # fastoctree is MapProxy's default too: tiles match pixel for pixel.
+        method = _QUANTIZERS.get((quantizer or "fastoctree").lower(), Image.Quantize.FASTOCTREE)
     quantized = image.quantize(colors, method=method)
     # FASTOCTREE always returns a full palette; trimming unused entries lets the PNG
     # writer pick a smaller bit depth (a few-colour tile shrinks several times).

@@ -36,14 +36,24 @@ class Service(Protocol):
         ...
 
 
+# Repeated values of these parameters are joined with commas (LAYERS=a&LAYERS=b means a,b);
+# for all others the first value wins. Both as in MapProxy.
+_JOINED_PARAMS = frozenset({"layers", "styles", "query_layers", "layer"})
+
+
 def query_params(request: Request) -> dict[str, str]:
-    """Query parameters with lower-cased names (first value wins, as MapProxy does)."""
+    """Query (and form) parameters with lower-cased names."""
     params: dict[str, str] = {}
-    for key, value in request.args.items(multi=True):
-        params.setdefault(key.lower(), value)
+    items = list(request.args.items(multi=True))
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        for key, value in request.form.items(multi=True):
-            params.setdefault(key.lower(), value)
+        items.extend(request.form.items(multi=True))
+    for key, value in items:
+        name = key.lower()
+        if name in params:
+            if name in _JOINED_PARAMS:
+                params[name] += "," + value
+        else:
+            params[name] = value
     return params
 
 
@@ -140,8 +150,11 @@ def ows_exception_report(
     locator_attr = f' locator="{escape(locator, {chr(34): "&quot;"})}"' if locator else ""
     return (
         '<?xml version="1.0"?>\n'
-        '<ows:ExceptionReport xmlns:ows="http://www.opengis.net/ows/1.1" '
-        'version="1.0.0" xml:lang="en">\n'
+        '<ows:ExceptionReport xmlns:ows="http://www.opengis.net/ows/1.1"\n'
+        '  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
+        '  xsi:schemaLocation="http://www.opengis.net/ows/1.1 '
+        'http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd"\n'
+        '  version="1.0.0" xml:lang="en">\n'
         f'  <ows:Exception exceptionCode="{escape(code)}"{locator_attr}>\n'
         f"    <ows:ExceptionText>{escape(_xml_safe(message))}</ows:ExceptionText>\n"
         "  </ows:Exception>\n"

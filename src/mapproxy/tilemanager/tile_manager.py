@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mapproxy.cache.base import Tile, TileCache
 from mapproxy.errors import TileOutsideGrid, TransformationError
 from mapproxy.grid.tile_grid import TileCoord
-from mapproxy.image.blank import blank_image
+from mapproxy.image.blank import blank_image, create_blank
 from mapproxy.image.encode import encode_image
 from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
@@ -33,7 +33,7 @@ _TilePatterns = Sequence[tuple[TileCoord, tuple[int, int]]]
 class _CreationJob:
     """Tiles created together: one meta tile, or one single tile."""
 
-    __slots__ = ("bbox", "lock_coord", "patterns", "size", "wanted")
+    __slots__ = ("bbox", "clip_to_grid", "lock_coord", "patterns", "size", "wanted")
 
     def __init__(
         self,
@@ -41,11 +41,13 @@ class _CreationJob:
         bbox: BBox,
         size: tuple[int, int],
         patterns: _TilePatterns,
+        clip_to_grid: bool = False,
     ) -> None:
         self.lock_coord = lock_coord
         self.bbox = bbox
         self.size = size
         self.patterns = patterns
+        self.clip_to_grid = clip_to_grid
         self.wanted: list[TileCoord] = []
 
 
@@ -184,7 +186,16 @@ class TileManager:
                         for tile_coord, position in meta.tile_patterns
                         if tile_coord is not None and self.grid.is_valid(tile_coord)
                     ]
-                    job = _CreationJob(meta.main_coord, meta.bbox, meta.size, patterns)
+                    # As in MapProxy, buffered meta tiles only ask for the part
+                    # inside the grid bbox (tiles of the last row or column may
+                    # reach beyond it); without a buffer the whole tiles are asked for.
+                    job = _CreationJob(
+                        meta.main_coord,
+                        meta.bbox,
+                        meta.size,
+                        patterns,
+                        clip_to_grid=self.meta_grid.meta_buffer > 0,
+                    )
                     jobs[meta.main_coord] = job
             else:
                 job = jobs.get(coord)
@@ -231,7 +242,7 @@ class TileManager:
         if self._tile_source is not None and len(job.patterns) == 1:
             result = self._query_tile_source(job.patterns[0][0], job.bbox)
         else:
-            result = self._query_sources(job.bbox, job.size)
+            result = self._query_sources(job.bbox, job.size, job.clip_to_grid)
         if result is None:
             blank = self._blank_tile_data()
             return {coord: blank for coord, _ in job.patterns}, True
@@ -243,21 +254,36 @@ class TileManager:
         encoded = {coord: encode_image(image, self._encode_options) for coord, image in parts}
         return encoded, result.cacheable
 
-    def _query_sources(self, bbox: BBox, size: tuple[int, int]) -> ImageResult | None:
-        query = MapQuery(bbox, size, self.grid.srs, self.request_format, self.transparent)
+    def _query_sources(
+        self, bbox: BBox, size: tuple[int, int], clip_to_grid: bool = False
+    ) -> ImageResult | None:
+        """The sources' image of ``bbox``; with ``clip_to_grid`` only the part inside
+        the grid bbox is requested and the rest stays empty (transparent or bgcolor)."""
+        request_bbox, request_size, offset = bbox, size, (0, 0)
+        if clip_to_grid:
+            clipped = _clip_to_grid(bbox, size, self.grid.bbox)
+            if clipped is None:
+                return None
+            request_bbox, request_size, offset = clipped
+        query = MapQuery(
+            request_bbox, request_size, self.grid.srs, self.request_format, self.transparent
+        )
         results = []
         for source, extent in self._source_extents:
-            if extent is not None and not bbox_intersects(extent, bbox):
+            if extent is not None and not bbox_intersects(extent, request_bbox):
                 continue
             results.append(source.get_map(query))
         if not results:
             return None
         if len(results) == 1:
-            return results[0]
-        merged = merge_images(results, size, self._encode_options)
-        if not all(result.cacheable for result in results):
-            merged.cacheable = False
-        return merged
+            result = results[0]
+        else:
+            result = merge_images(results, request_size, self._encode_options)
+            if not all(result.cacheable for result in results):
+                result.cacheable = False
+        if request_size != size or offset != (0, 0):
+            result = _place(result, size, offset, self._encode_options)
+        return result
 
     def _query_tile_source(self, coord: TileCoord, bbox: BBox) -> ImageResult | None:
         source, extent = self._source_extents[0]
@@ -288,6 +314,48 @@ class TileManager:
             blank = blank_image(self.grid.tile_size, self._encode_options)
             self._blank_tile = blank.as_bytes(self._encode_options)
         return self._blank_tile
+
+
+def _clip_to_grid(
+    bbox: BBox, size: tuple[int, int], grid_bbox: BBox
+) -> tuple[BBox, tuple[int, int], tuple[int, int]] | None:
+    """The part of ``bbox`` inside ``grid_bbox``: bbox, pixel size and (left, top) offset.
+
+    Sizes and offsets are rounded to whole pixels; None if nothing is left.
+    """
+    minx, miny, maxx, maxy = bbox
+    clipped = (
+        max(minx, grid_bbox[0]),
+        max(miny, grid_bbox[1]),
+        min(maxx, grid_bbox[2]),
+        min(maxy, grid_bbox[3]),
+    )
+    res_x = (maxx - minx) / size[0]
+    res_y = (maxy - miny) / size[1]
+    width = round((clipped[2] - clipped[0]) / res_x)
+    height = round((clipped[3] - clipped[1]) / res_y)
+    if width < 1 or height < 1:
+        return None
+    offset = (round((clipped[0] - minx) / res_x), round((maxy - clipped[3]) / res_y))
+    if (width, height) == tuple(size) and offset == (0, 0):
+        return bbox, size, offset  # inside the grid, up to float noise
+    return clipped, (width, height), offset
+
+
+def _place(
+    result: ImageResult, size: tuple[int, int], offset: tuple[int, int], options: ImageOptions
+) -> ImageResult:
+    """``result`` pasted at ``offset`` on an empty (transparent or bgcolor) canvas of ``size``."""
+    canvas = create_blank(size, options)
+    image = result.as_image()
+    if canvas.mode == "RGBA" or not image.has_transparency_data:
+        canvas.paste(image.convert(canvas.mode), offset)
+    else:
+        rgba = image.convert("RGBA")
+        canvas.paste(rgba, offset, rgba)
+    return ImageResult(
+        canvas, size=size, transparent=bool(options.transparent), cacheable=result.cacheable
+    )
 
 
 def _extent_in(source: MapSource, grid: TileGrid) -> BBox | None:

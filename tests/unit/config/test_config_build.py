@@ -72,6 +72,7 @@ def test_custom_grid_with_bbox_srs_and_explicit_res(tmp_path: Path):
     assert 150000 < minx < 250000
     assert 5_200_000 < miny < 5_300_000
     assert 800000 < maxx < 1_000_000
+    assert 6_050_000 < maxy < 6_150_000
 
 
 def test_grid_without_origin_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -281,11 +282,14 @@ def test_http_options_merge_globals_and_source(tmp_path: Path):
     raw = {
         "sources": {
             "wms": {**WMS_SOURCE, "http": {"client_timeout": 5, "headers": {"X-B": "2"}}},
+            "other": {**WMS_SOURCE, "http": {"client_timeout": 5}},
         },
         "globals": {"http": {"client_timeout": 30, "headers": {"X-A": "1"}}},
     }
     build = builder(raw, tmp_path)
     options = build.http_options(build.config.sources["wms"].http)
     assert options["timeout_seconds"] == 5
-    assert options["headers"] == {"X-A": "1", "X-B": "2"}
+    # source headers replace the global headers as a whole, as in MapProxy
+    assert options["headers"] == {"X-B": "2"}
     assert options["hide_error_details"] is True
+    assert build.http_options(build.config.sources["other"].http)["headers"] == {"X-A": "1"}

@@ -350,11 +350,21 @@ def test_affected_tiles_too_coarse_raises_no_tiles():
     grid = geodetic_grid()
     # 1.40625 * 4.0 = 5.625 is the coarsest allowed request resolution.
     assert grid.affected_tiles(GEODETIC_BBOX, (64, 32)).level == 0
+    # the finer axis decides (as in MapProxy): 360/64 = 5.625 is fine although 180/20 is not
+    assert grid.affected_tiles(GEODETIC_BBOX, (64, 20)).level == 0
     with pytest.raises(NoTiles):
-        grid.affected_tiles(GEODETIC_BBOX, (63, 32))
+        grid.affected_tiles(GEODETIC_BBOX, (63, 31))
     strict = TileGrid(get_srs("EPSG:4326"), GEODETIC_BBOX, grid.resolutions, max_shrink_factor=1.0)
     with pytest.raises(NoTiles):
-        strict.affected_tiles(GEODETIC_BBOX, (255, 128))
+        strict.affected_tiles(GEODETIC_BBOX, (255, 127))
+
+
+def test_affected_tiles_level_follows_the_finer_axis():
+    grid = geodetic_grid()
+    # x: 36/32 = 1.125 deg/px, y: 36/16 = 2.25 deg/px -> the level for 1.125 * 1.15
+    square = grid.affected_tiles((0, 0, 36, 36), (32, 32))
+    wide = grid.affected_tiles((0, 0, 36, 36), (32, 16))
+    assert wide.level == square.level
 
 
 # --- addressing and profiles -----------------------------------------------------

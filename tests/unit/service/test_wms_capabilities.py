@@ -407,7 +407,7 @@ def test_service_online_resource_defaults_to_request_url() -> None:
     service = WMSService(WMSLayer("r", "R", WORLD), {})
     root = etree.fromstring(caps(make_client(service), "1.1.1").data)
     assert root.findtext("Service/Title") == "MapProxy WMS"
-    assert root.find("Service/OnlineResource").get(XLINK_HREF) == "http://localhost/service?"
+    assert root.find("Service/OnlineResource").get(XLINK_HREF) == "http://localhost/service"
     assert root.findtext("Service/Fees") == "none"
     assert root.findtext("Service/AccessConstraints") == "none"
     assert root.find("Service/ContactInformation") is None

@@ -397,7 +397,7 @@ def test_130_invalid_crs(client: Client) -> None:
 def test_unknown_request_type(client: Client) -> None:
     response = client.get("/service", query_string={"REQUEST": "Foo", "VERSION": "1.1.1"})
     assert response.status_code == 500
-    assert exception_text(response) == (None, "unknown WMS request type 'Foo'")
+    assert exception_text(response) == (None, "unknown WMS request type 'foo'")
 
 
 @pytest.mark.parametrize("request_name", ["GetFeatureInfo", "GetLegendGraphic"])
@@ -489,7 +489,8 @@ def test_notify_draws_errors_on_partial_result() -> None:
     assert response.headers["Expires"] == "-1"
     image = image_of(response).convert("RGB")
     colors = {color for _, color in image.getcolors(100_000)}  # type: ignore[union-attr]
-    assert (0, 255, 0) in colors
+    # the quantizer may shift the background green a little
+    assert any(g > 240 and r < 16 and b < 16 for r, g, b in colors)
     assert len(colors) > 1
 
 

@@ -94,11 +94,11 @@ def test_request_type_names(value: str, expected: str) -> None:
 def test_unknown_request_type() -> None:
     with pytest.raises(InvalidRequest) as info:
         request_type({"request": "GetStuff"}, "1.1.1")
-    assert info.value.message == "unknown WMS request type 'GetStuff'"
+    assert info.value.message == "unknown WMS request type 'getstuff'"
 
 
 def test_legend_graphic_only_in_111_and_130() -> None:
-    with pytest.raises(InvalidRequest, match="unknown WMS request type 'GetLegendGraphic'"):
+    with pytest.raises(InvalidRequest, match="unknown WMS request type 'getlegendgraphic'"):
         request_type({"request": "GetLegendGraphic"}, "1.1.0")
     assert request_type({"request": "GetLegendGraphic"}, "1.3.0") == "GetLegendGraphic"
 

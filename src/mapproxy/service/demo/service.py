@@ -62,7 +62,7 @@ class DemoService:
         if path.startswith("/demo/static/"):
             return self._static(path[len("/demo/static/") :])
         if path != "/demo/":
-            response = Response("", status=301)
+            response = _plain("", status=301)
             response.headers["Location"] = script_url(request) + "/demo/"
             return response
         params = query_params(request)
@@ -80,13 +80,15 @@ class DemoService:
     # static files ----------------------------------------------------------
     def _static(self, name: str) -> Response:
         if not name or ".." in name.split("/") or name.startswith("/"):
-            return Response("file not found", status=404, mimetype="text/plain")
+            return _plain("file not found", status=404)
         resource = resources.files(STATIC_PACKAGE).joinpath("static", *name.split("/"))
         if not resource.is_file():
-            return Response("file not found", status=404, mimetype="text/plain")
+            return _plain("file not found", status=404)
         suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
         mimetype = STATIC_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "text/plain"
-        response = Response(resource.read_bytes(), mimetype=mimetype)
+        response = Response(resource.read_bytes())
+        # like MapProxy: the bare type, no charset parameter
+        response.headers["Content-Type"] = mimetype
         response.headers["Cache-Control"] = "public, max-age=3600"
         return response
 
@@ -287,6 +289,13 @@ def _display_extent(extent: MapExtent, srs: SRS) -> BBox:
     if srs.is_latlong:
         miny, maxy = max(miny, -90.0), min(maxy, 90.0)
     return (minx, miny, maxx, maxy)
+
+
+def _plain(body: str, status: int) -> Response:
+    """A ``text/plain`` response without charset (as MapProxy sends 301/404 here)."""
+    response = Response(body, status=status)
+    response.headers["Content-Type"] = "text/plain"
+    return response
 
 
 def _html(body: str) -> Response:

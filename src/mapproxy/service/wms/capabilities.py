@@ -21,8 +21,9 @@ from mapproxy.service.wms.request import FormatTable
 from mapproxy.source.base import MapExtent
 from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
 
-# NUL never survives xml_safe(), so it cannot clash with escaped content.
-_URL_MARKER = "\x00URL\x00"
+# NUL never survives xml_safe(), so the markers cannot clash with escaped content.
+_URL_MARKER = "\x00URL\x00"  # operation URLs: the endpoint followed by "?"
+_SERVICE_URL_MARKER = "\x00SERVICE\x00"  # the service OnlineResource: the bare endpoint
 _XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 _OGC_PIXEL_SIZE_M = 0.00028
 _MERCATOR_MAX_LAT = 85.0511287798066
@@ -95,19 +96,21 @@ class CapabilitiesDocuments:
         self._bbox_srs = self._bbox_srs_entries(bbox_srs)
         self._layer_bboxes: dict[int, LayerBBoxes] = {}
         self._collect_bboxes(root)
-        self._parts: dict[str, list[bytes]] = {}
+        self._documents: dict[str, str] = {}
         for version in versions:
             document = self._build(version)
             lines = [line for line in document.split("\n") if line.strip()]
-            self._parts[version] = [
-                part.encode("utf-8") for part in "\n".join(lines).split(_URL_MARKER)
-            ]
-            self._parts[version][-1] += b"\n"
+            self._documents[version] = "\n".join(lines) + "\n"
 
     def render(self, version: str, url: str) -> bytes:
-        """The document for ``version`` with ``url`` as every operation's OnlineResource."""
+        """The document for ``version`` served at the endpoint ``url`` (without query).
+
+        Operations point at ``url?``; the service OnlineResource is ``url`` itself
+        unless ``md.online_resource`` is set.
+        """
         quoted = escape(xml_safe(url)).replace('"', "&quot;")
-        return quoted.encode("utf-8").join(self._parts[version])
+        document = self._documents[version].replace(_URL_MARKER, quoted + "?")
+        return document.replace(_SERVICE_URL_MARKER, quoted).encode("utf-8")
 
     # -- precomputation -------------------------------------------------------------
 
@@ -207,45 +210,32 @@ class CapabilitiesDocuments:
             value = contact.get(key)
             return "" if value is None else text(value)
 
-        lines = ["  <ContactInformation>"]
-        if contact.get("person") or contact.get("organization"):
-            lines += [
-                "    <ContactPersonPrimary>",
-                f"      <ContactPerson>{field('person')}</ContactPerson>",
-                f"      <ContactOrganization>{field('organization')}</ContactOrganization>",
-                "    </ContactPersonPrimary>",
-            ]
-        if contact.get("position"):
-            lines.append(f"    <ContactPosition>{field('position')}</ContactPosition>")
-        address_keys = ("address", "city", "state", "postcode", "country")
-        if any(contact.get(key) for key in address_keys):
-            address_type = contact.get("address_type") or "postal"
-            lines += [
-                "    <ContactAddress>",
-                f"      <AddressType>{text(address_type)}</AddressType>",
-                f"      <Address>{field('address')}</Address>",
-                f"      <City>{field('city')}</City>",
-                f"      <StateOrProvince>{field('state')}</StateOrProvince>",
-                f"      <PostCode>{field('postcode')}</PostCode>",
-                f"      <Country>{field('country')}</Country>",
-                "    </ContactAddress>",
-            ]
-        if contact.get("phone"):
-            lines.append(f"    <ContactVoiceTelephone>{field('phone')}</ContactVoiceTelephone>")
-        if contact.get("fax"):
-            lines.append(
-                f"    <ContactFacsimileTelephone>{field('fax')}</ContactFacsimileTelephone>"
-            )
-        if contact.get("email"):
-            lines.append(
-                f"    <ContactElectronicMailAddress>{field('email')}</ContactElectronicMailAddress>"
-            )
-        lines.append("  </ContactInformation>")
-        return lines
+        # As in MapProxy, a configured contact lists every element, empty ones included.
+        address_type = contact.get("address_type") or "postal"
+        return [
+            "  <ContactInformation>",
+            "    <ContactPersonPrimary>",
+            f"      <ContactPerson>{field('person')}</ContactPerson>",
+            f"      <ContactOrganization>{field('organization')}</ContactOrganization>",
+            "    </ContactPersonPrimary>",
+            f"    <ContactPosition>{field('position')}</ContactPosition>",
+            "    <ContactAddress>",
+            f"      <AddressType>{text(address_type)}</AddressType>",
+            f"      <Address>{field('address')}</Address>",
+            f"      <City>{field('city')}</City>",
+            f"      <StateOrProvince>{field('state')}</StateOrProvince>",
+            f"      <PostCode>{field('postcode')}</PostCode>",
+            f"      <Country>{field('country')}</Country>",
+            "    </ContactAddress>",
+            f"    <ContactVoiceTelephone>{field('phone')}</ContactVoiceTelephone>",
+            f"    <ContactFacsimileTelephone>{field('fax')}</ContactFacsimileTelephone>",
+            f"    <ContactElectronicMailAddress>{field('email')}</ContactElectronicMailAddress>",
+            "  </ContactInformation>",
+        ]
 
     def _service_online_resource(self) -> str:
         online = self.md.get("online_resource")
-        return text(online) if online else _URL_MARKER
+        return text(online) if online else _SERVICE_URL_MARKER
 
     def _service_section(self, name: str, xlink_ns: str, with_vocabulary: bool) -> list[str]:
         lines = [
@@ -253,13 +243,10 @@ class CapabilitiesDocuments:
             f"  <Name>{name}</Name>",
             f"  <Title>{text(self._md_text('title') or 'MapProxy WMS')}</Title>",
         ]
-        abstract = self._md_text("abstract")
-        if abstract:
-            lines.append(f"  <Abstract>{text(abstract)}</Abstract>")
+        lines.append(f"  <Abstract>{text(self._md_text('abstract') or '')}</Abstract>")
         lines += self._keywords(self.md, with_vocabulary, "  ")
         lines.append(
-            f'  <OnlineResource{xlink_ns} xlink:type="simple"'
-            f' xlink:href="{self._service_online_resource()}"/>'
+            f'  <OnlineResource{xlink_ns} xlink:href="{self._service_online_resource()}"/>'
         )
         lines += self._contact()
         lines.append(f"  <Fees>{text(self._md_text('fees') or 'none')}</Fees>")
@@ -271,8 +258,7 @@ class CapabilitiesDocuments:
         return [
             f"{indent}<DCPType>",
             f"{indent}  <HTTP>",
-            f'{indent}    <Get><OnlineResource{xlink_ns} xlink:type="simple"'
-            f' xlink:href="{_URL_MARKER}"/></Get>',
+            f'{indent}    <Get><OnlineResource{xlink_ns} xlink:href="{_URL_MARKER}"/></Get>',
             f"{indent}  </HTTP>",
             f"{indent}</DCPType>",
         ]
@@ -334,6 +320,8 @@ class CapabilitiesDocuments:
         if layer.name:
             lines.append(f"{inner}<Name>{text(layer.name)}</Name>")
         lines.append(f"{inner}<Title>{text(layer.title)}</Title>")
+        if layer.md.get("abstract"):
+            lines.append(f"{inner}<Abstract>{text(layer.md['abstract'])}</Abstract>")
         if is_root:
             lines += [f"{inner}<SRS>{text(srs.code)}</SRS>" for srs in self.srs]
         info = self._layer_bboxes[id(layer)]
@@ -354,8 +342,7 @@ class CapabilitiesDocuments:
             lines += [
                 f"{inner}<MetadataURL type={attr(kind)}>",
                 f"{inner}  <Format>{text(entry.get('format', ''))}</Format>",
-                f'{inner}  <OnlineResource {_XLINK} xlink:type="simple"'
-                f" xlink:href={attr(entry.get('url', ''))}/>",
+                f"{inner}  <OnlineResource {_XLINK} xlink:href={attr(entry.get('url', ''))}/>",
                 f"{inner}</MetadataURL>",
             ]
         lines += _scale_hint(layer.res_range, inner)
@@ -546,7 +533,7 @@ def _md_list(md: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 def _online_resource(url: Any) -> str:
-    return f'<OnlineResource xlink:type="simple" xlink:href={attr(url)}/>'
+    return f"<OnlineResource xlink:href={attr(url)}/>"
 
 
 def _attribution_130(md: Mapping[str, Any], indent: str) -> list[str]:

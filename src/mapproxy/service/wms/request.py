@@ -81,10 +81,10 @@ def request_version(params: Mapping[str, str], supported: Sequence[str]) -> str:
 
 def request_type(params: Mapping[str, str], version: str) -> str:
     """Canonical operation name (``GetMap`` ...); raises InvalidRequest for unknown types."""
-    raw = params.get("request")
-    if raw is None:
-        raise InvalidRequest("missing parameters ['request']")
-    name = _REQUEST_TYPES.get(raw.strip().lower())
+    # MapProxy names the lower-cased value, and 'None' when REQUEST is missing.
+    value = params.get("request")
+    raw = "None" if value is None else value.lower()
+    name = _REQUEST_TYPES.get(raw)
     if name is None or (name == "GetLegendGraphic" and version not in _LEGEND_VERSIONS):
         raise InvalidRequest(f"unknown WMS request type '{raw}'")
     return name

@@ -39,7 +39,8 @@ log = logging.getLogger("mapproxy.config")
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0", "1.1.1", "1.3.0")
 DEFAULT_SRS = ("EPSG:4326", "EPSG:4258", "CRS:84", "EPSG:900913", "EPSG:3857")
-DEFAULT_BBOX_SRS = ("EPSG:4326", "EPSG:3857", "EPSG:900913")
+# MapProxy's order of the per-layer BoundingBox elements
+DEFAULT_BBOX_SRS = ("EPSG:3857", "EPSG:4326", "EPSG:900913")
 DEFAULT_IMAGE_FORMATS = ("image/png", "image/jpeg", "image/gif", "image/GeoTIFF", "image/tiff")
 DEFAULT_FEATUREINFO_TYPES = ("text", "html", "xml")
 
@@ -116,8 +117,7 @@ class WMSService:
 
     def get_capabilities(self, request: Request, version: str) -> Response:
         """The capabilities document of ``version`` with this request's public URL."""
-        url = request_base_url(request) + "?"
-        body = self.capabilities.render(version, url)
+        body = self.capabilities.render(version, request_base_url(request))
         return xml_response(body, CAPABILITIES_CONTENT_TYPES[version])
 
     def get_map(self, params: Mapping[str, str], version: str) -> Response:
