@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -14,6 +15,8 @@ from mapproxy.errors import MapProxyError, TransformationError
 
 BBox = tuple[float, float, float, float]
 Point = tuple[float, float]
+
+_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*:[A-Z0-9_.-]+\Z")
 
 # Codes MapProxy accepts that PROJ spells differently.
 _ALIASES = {
@@ -51,6 +54,8 @@ class SRS:
 
     def __init__(self, code: str) -> None:
         self.code = normalize_srs_code(code)
+        if not _CODE_PATTERN.match(self.code):
+            raise UnknownSRS(f"unknown srs {code!r}")
         proj_code = _ALIASES.get(self.code, self.code)
         try:
             self.crs = pyproj.CRS.from_user_input(proj_code)

@@ -414,6 +414,7 @@ class ConfigBuilder:
             transparent=conf.transparent,
             on_error=_on_error_dict(conf.on_error),
             extent=self._coverage_extent(conf.coverage, path),
+            url_origin=conf.origin,
         )
 
     def _build_debug_source(self, name: str, conf: Any, path: str) -> MapSource:

@@ -104,7 +104,10 @@ class TileSource:
         transparent: bool = False,
         on_error: Mapping[object, object] | OnError | None = None,
         extent: MapExtent | None = None,
+        url_origin: str | None = None,
     ) -> None:
+        """``url_origin`` (deprecated ``origin`` option): row numbering of the URLs when it
+        differs from the grid's own origin (``nw``/``ul`` or ``sw``/``ll``)."""
         unknown = sorted(set(_VARIABLE.findall(url_template)) - TEMPLATE_VARIABLES)
         if unknown:
             raise ConfigurationError(
@@ -119,6 +122,8 @@ class TileSource:
         self.extent = extent
         self._uses_bbox = "%(bbox)s" in url_template
         self._uses_quadkey = "%(quadkey)s" in url_template
+        origin = {"ul": "nw", "ll": "sw"}.get(url_origin or "", url_origin)
+        self._flip_url_rows = origin is not None and origin != grid.origin
 
     def __repr__(self) -> str:
         return f"TileSource({self.url_template!r})"
@@ -129,8 +134,9 @@ class TileSource:
         nw_y = None
         if self._uses_quadkey and self.grid.origin != "nw":
             nw_y = self.grid.grid_size(coord.z)[1] - 1 - coord.y
+        url_coord = self.grid.flip_y(coord) if self._flip_url_rows else coord
         return tile_url(
-            self.url_template, coord, format_extension(self.format), bbox=bbox, nw_y=nw_y
+            self.url_template, url_coord, format_extension(self.format), bbox=bbox, nw_y=nw_y
         )
 
     def get_tile(self, coord: TileCoord) -> ImageResult:

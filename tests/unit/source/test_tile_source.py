@@ -194,3 +194,25 @@ def test_source_attributes(upstream: FakeUpstream) -> None:
     assert source.supports_meta_tiles is False
     assert source.transparent is False
     assert source.extent is None
+
+
+def test_deprecated_origin_option_flips_url_rows() -> None:
+    from mapproxy.grid import TileCoord, TileGrid
+    from mapproxy.http.client import HTTPClient
+    from mapproxy.source.tile import TileSource
+    from mapproxy.srs import get_srs
+
+    extent = 20037508.342789244
+    grid = TileGrid(
+        get_srs("EPSG:900913"),
+        (-extent, -extent, extent, extent),
+        [2 * extent / 256 / 2**z for z in range(5)],
+        origin="sw",
+    )
+    url = "http://127.0.0.1:9/%(z)s/%(x)s/%(y)s.png"
+    plain = TileSource(HTTPClient(), url, grid)
+    flipped = TileSource(HTTPClient(), url, grid, url_origin="nw")
+    same = TileSource(HTTPClient(), url, grid, url_origin="ll")
+    assert plain.tile_url(TileCoord(1, 0, 2)) == "http://127.0.0.1:9/2/1/0.png"
+    assert flipped.tile_url(TileCoord(1, 0, 2)) == "http://127.0.0.1:9/2/1/3.png"
+    assert same.tile_url(TileCoord(1, 0, 2)) == "http://127.0.0.1:9/2/1/0.png"
