@@ -1,0 +1,65 @@
+"""Bboxes and extents from config values: ``bbox`` options, coverages, unions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mapproxy.config.models.common import BBoxValue, CoverageConfig
+from mapproxy.errors import ConfigurationError
+from mapproxy.source.base import MapExtent
+from mapproxy.srs import BBox, UnknownSRS, get_srs, merge_bbox
+
+WORLD_EXTENT = MapExtent((-180.0, -90.0, 180.0, 90.0), get_srs("EPSG:4326"))
+
+
+def parse_bbox(value: BBoxValue, path: str) -> BBox:
+    """A bbox from a list or ``"minx,miny,maxx,maxy"`` string; checks order and length."""
+    if isinstance(value, str):
+        parts: list[Any] = value.replace(" ", "").split(",")
+    else:
+        parts = list(value)
+    try:
+        numbers = [float(part) for part in parts]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{path}: expected four numbers, got {value!r}") from None
+    if len(numbers) != 4:
+        raise ConfigurationError(f"{path}: expected four numbers, got {value!r}")
+    if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
+        raise ConfigurationError(f"{path}: minx/miny must be smaller than maxx/maxy: {value!r}")
+    return (numbers[0], numbers[1], numbers[2], numbers[3])
+
+
+def union_extent(extents: Sequence[MapExtent]) -> MapExtent:
+    """Union of extents, in EPSG:4326 unless all share one SRS."""
+    first = extents[0]
+    if all(extent.srs == first.srs for extent in extents):
+        bbox = first.bbox
+        for extent in extents[1:]:
+            bbox = merge_bbox(bbox, extent.bbox)
+        return MapExtent(bbox, first.srs)
+    wgs84 = get_srs("EPSG:4326")
+    bbox = first.bbox_for(wgs84)
+    for extent in extents[1:]:
+        bbox = merge_bbox(bbox, extent.bbox_for(wgs84))
+    return MapExtent(bbox, wgs84)
+
+
+def coverage_extent(coverage: CoverageConfig | None, path: str) -> MapExtent | None:
+    """The extent of the ``coverage`` of the source or cache at ``path`` (None: no coverage)."""
+    if coverage is None:
+        return None
+    if coverage.bbox is None and isinstance(coverage.datasource, list | str):
+        bbox_value: BBoxValue | None = coverage.datasource
+    else:
+        bbox_value = coverage.bbox
+    if bbox_value is None:
+        raise ConfigurationError(
+            f"{path}.coverage: only bbox coverages are supported by this version yet"
+        )
+    srs_code = coverage.srs or coverage.bbox_srs or "EPSG:4326"
+    try:
+        srs = get_srs(srs_code)
+    except UnknownSRS as error:
+        raise ConfigurationError(f"{path}.coverage.srs: {error}") from None
+    return MapExtent(parse_bbox(bbox_value, f"{path}.coverage.bbox"), srs)

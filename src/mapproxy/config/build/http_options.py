@@ -1,0 +1,48 @@
+"""Options of the upstream HTTP client: a source's ``http`` over ``globals.http``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mapproxy.config.build.paths import ConfigPaths
+from mapproxy.config.models.common import HTTPOptionsConfig
+from mapproxy.config.models.globals import HTTPGlobalsConfig
+
+
+def http_options(
+    http_globals: HTTPGlobalsConfig, conf: HTTPOptionsConfig | None, paths: ConfigPaths
+) -> dict[str, Any]:
+    """HTTPClient keyword arguments: source ``http`` over ``globals.http``."""
+    local = conf.model_dump(exclude_none=True) if conf else {}
+
+    def pick(key: str, default: Any) -> Any:
+        if key in local:
+            return local[key]
+        value = getattr(http_globals, key, None)
+        return default if value is None else value
+
+    # as in MapProxy, a source's ``headers`` replace the global ones (they are not merged)
+    headers = dict(pick("headers", None) or {})
+    ca_certs = pick("ssl_ca_certs", None)
+    return {
+        "timeout_seconds": float(pick("client_timeout", 60)),
+        "headers": headers,
+        "ssl_ca_certs": paths.path(ca_certs) if ca_certs else None,
+        "ssl_no_cert_checks": bool(pick("ssl_no_cert_checks", False)),
+        "hide_error_details": bool(pick("hide_error_details", True)),
+        "method": pick("method", "AUTO"),
+    }
+
+
+def http_client(
+    http_globals: HTTPGlobalsConfig, conf: HTTPOptionsConfig | None, paths: ConfigPaths
+) -> Any:
+    """An HTTPClient for a source's ``http`` options."""
+    from mapproxy.http.client import HTTPClient
+
+    return HTTPClient(**http_options(http_globals, conf, paths))
+
+
+def http_timeout(http_globals: HTTPGlobalsConfig) -> float:
+    """``globals.http.client_timeout`` in seconds (also the lock timeout)."""
+    return float(http_globals.client_timeout or 60)

@@ -1,0 +1,135 @@
+"""Published layers: the WMS layer tree and the tile layers for TMS/WMTS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mapproxy.config.build.caches import BuiltCache, CacheBuilder
+from mapproxy.config.build.extents import WORLD_EXTENT, union_extent
+from mapproxy.config.build.services import service_md
+from mapproxy.config.models.layers import LayerConfig
+from mapproxy.config.validate import ProxyConfig, source_name
+from mapproxy.errors import ConfigurationError
+from mapproxy.image.options import format_extension
+from mapproxy.layer.base import ResolutionRange, TileLayer, WMSLayer
+from mapproxy.layer.cache_layer import CacheMapLayer, DirectMapLayer
+
+
+class LayerBuilder:
+    """Builds the WMS layer tree from ``layers``; collects the tile layers on the way."""
+
+    def __init__(self, config: ProxyConfig, caches: CacheBuilder) -> None:
+        self._config = config
+        self._caches = caches
+
+    def build_layers(self) -> tuple[WMSLayer | None, list[TileLayer]]:
+        """The WMS root layer and the tile layers for TMS/WMTS."""
+        tile_layers: list[TileLayer] = []
+        top = [
+            self._build_layer(layer, f"layers[{i}]", tile_layers)
+            for i, layer in enumerate(self._config.layers)
+        ]
+        if not top:
+            return None, tile_layers
+        if len(top) == 1:
+            return top[0], tile_layers
+        wms_md = service_md(self._config, "wms")
+        extent = union_extent([layer.extent for layer in top])
+        root = WMSLayer(
+            name=None,
+            title=str(wms_md.get("title", "MapProxy WMS")),
+            extent=extent,
+            children=top,
+        )
+        return root, tile_layers
+
+    def _build_layer(self, conf: LayerConfig, path: str, tile_layers: list[TileLayer]) -> WMSLayer:
+        res_range = _res_range(conf)
+        map_layers: list[Any] = []
+        caches_used: list[str] = []
+        for index, ref in enumerate(conf.sources or []):
+            ref_path = f"{path}.sources[{index}]"
+            resolved = self._caches.resolve(ref, ref_path)
+            if isinstance(resolved, BuiltCache):
+                caches_used.append(resolved.name)
+                map_layers.append(resolved.map_layer)
+                continue
+            base = source_name(ref)
+            if self._config.sources[base].type == "tile":
+                raise ConfigurationError(
+                    f'{ref_path}: source "{base}" of layer '
+                    f'"{conf.name}" does not support un-tiled access'
+                )
+            extent = resolved.extent or WORLD_EXTENT
+            map_layers.append(DirectMapLayer(resolved, extent, res_range))
+        if res_range is not None:
+            map_layers = [
+                _with_res_range(layer, res_range) if isinstance(layer, CacheMapLayer) else layer
+                for layer in map_layers
+            ]
+        children = [
+            self._build_layer(child, f"{path}.layers[{i}]", tile_layers)
+            for i, child in enumerate(conf.layers or [])
+        ]
+        extents = [layer.extent for layer in map_layers] + [child.extent for child in children]
+        extent = union_extent(extents) if extents else WORLD_EXTENT
+        layer = WMSLayer(
+            name=conf.name,
+            title=conf.title,
+            extent=extent,
+            map_layers=map_layers,
+            children=children,
+            md=dict(conf.md or {}),
+            res_range=res_range,
+            transparent=all(getattr(m, "transparent", False) for m in map_layers)
+            if map_layers
+            else True,
+        )
+        if conf.name:
+            tile_cache_names = conf.tile_sources or (
+                caches_used if len(caches_used) == 1 and len(map_layers) == 1 else []
+            )
+            for cache_name in tile_cache_names:
+                self._add_tile_layers(conf, cache_name, tile_layers)
+        return layer
+
+    def _add_tile_layers(self, conf: LayerConfig, cache_name: str, out: list[TileLayer]) -> None:
+        cache = self._caches.cache(cache_name)
+        for manager in cache.tile_managers:
+            out.append(
+                TileLayer(
+                    name=str(conf.name),
+                    title=conf.title,
+                    grid=manager.grid,
+                    tile_manager=manager,
+                    format=cache.image_options.mime_type,
+                    extension=format_extension(cache.image_options.format),
+                    extent=cache.grid_extent(manager.grid),
+                    md=dict(conf.md or {}),
+                )
+            )
+
+
+def _res_range(conf: LayerConfig) -> ResolutionRange | None:
+    """The layer's resolution range; scales are converted with 0.28 mm pixels."""
+    min_res = conf.min_res
+    max_res = conf.max_res
+    if conf.min_scale is not None:
+        min_res = conf.min_scale * 0.00028
+    if conf.max_scale is not None:
+        max_res = conf.max_scale * 0.00028
+    if min_res is None and max_res is None:
+        return None
+    return ResolutionRange(min_res=min_res, max_res=max_res)
+
+
+def _with_res_range(layer: CacheMapLayer, res_range: ResolutionRange) -> CacheMapLayer:
+    """A copy of a cache's layer limited to ``res_range`` (the cache's layer is shared)."""
+    return CacheMapLayer(
+        layer.tile_managers,
+        layer.extent,
+        layer.image_options,
+        transparent=layer.transparent,
+        max_tile_limit=layer.max_tile_limit,
+        res_range=res_range,
+    )

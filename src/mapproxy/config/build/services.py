@@ -1,0 +1,123 @@
+"""Service objects (WMS, TMS, WMTS) over the built layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mapproxy.config.build.images import build_image_options
+from mapproxy.config.models.globals import ImageGlobalsConfig
+from mapproxy.config.validate import ProxyConfig
+from mapproxy.errors import ConfigurationError
+from mapproxy.image.options import ImageOptions
+from mapproxy.layer.base import TileLayer, WMSLayer
+from mapproxy.srs import UnknownSRS, get_srs
+
+DEFAULT_WMS_SRS = ["EPSG:4326", "EPSG:4258", "CRS:84", "EPSG:900913", "EPSG:3857"]
+# MapProxy's order of the per-layer BoundingBox elements
+DEFAULT_BBOX_SRS = ["EPSG:3857", "EPSG:4326", "EPSG:900913"]
+DEFAULT_IMAGE_FORMATS = ["image/png", "image/jpeg", "image/gif", "image/GeoTIFF", "image/tiff"]
+
+
+def service_md(config: ProxyConfig, service: str) -> dict[str, Any]:
+    """A copy of ``services.<service>.md`` (empty if not configured)."""
+    conf = config.services.get(service)
+    md = getattr(conf, "md", None) if conf is not None else None
+    return dict(md or {})
+
+
+def build_services(
+    config: ProxyConfig, root_layer: WMSLayer | None, tile_layers: list[TileLayer]
+) -> dict[str, Any]:
+    """The configured services by name (``wms``, ``tms``, ``wmts_kvp``, ``wmts``)."""
+    services: dict[str, Any] = {}
+    configured = config.services
+    max_age = int(float(config.globals.tiles.expires_hours) * 3600)
+    # the WMS metadata are the defaults of the other services' metadata
+    wms_md = service_md(config, "wms")
+    wms_md.setdefault("title", "MapProxy WMS")
+    if "wms" in configured:
+        services["wms"] = _wms_service(configured["wms"], root_layer, wms_md, config.globals.image)
+    if "tms" in configured:
+        services["tms"] = _tms_service(configured["tms"], tile_layers, wms_md, max_age)
+    if "wmts" in configured:
+        services.update(_wmts_services(configured["wmts"], tile_layers, wms_md, max_age))
+    return services
+
+
+def _wms_service(
+    conf: Any,
+    root_layer: WMSLayer | None,
+    md: dict[str, Any],
+    image_globals: ImageGlobalsConfig,
+) -> Any:
+    from mapproxy.service.wms.service import WMSService
+
+    if root_layer is None:
+        raise ConfigurationError("layers: found no WMS layer (the wms service needs layers)")
+    max_pixels: int = 4000 * 4000
+    if isinstance(conf.max_output_pixels, list):
+        max_pixels = int(conf.max_output_pixels[0]) * int(conf.max_output_pixels[1])
+    elif conf.max_output_pixels is not None:
+        max_pixels = int(conf.max_output_pixels)
+    srs = conf.srs or DEFAULT_WMS_SRS
+    for index, code in enumerate(srs):
+        try:
+            get_srs(code)
+        except UnknownSRS as error:
+            raise ConfigurationError(f"services.wms.srs[{index}]: {error}") from None
+    image_formats = conf.image_formats or DEFAULT_IMAGE_FORMATS
+    # by configured name; several names may give one mime type
+    format_options: dict[str, ImageOptions] = {
+        fmt: build_image_options(image_globals, fmt) for fmt in image_formats
+    }
+    bbox_srs = conf.bbox_srs or [code for code in DEFAULT_BBOX_SRS if code in srs]
+    attribution = (conf.attribution or {}).get("text")
+    return WMSService(
+        root_layer,
+        md,
+        srs=srs,
+        bbox_srs=bbox_srs,
+        image_formats=[format_options[fmt].format for fmt in image_formats],
+        format_options={opts.format: opts for opts in format_options.values()},
+        max_output_pixels=max_pixels,
+        versions=conf.versions or ("1.0.0", "1.1.0", "1.1.1", "1.3.0"),
+        strict=conf.strict,
+        on_source_errors=conf.on_source_errors,
+        attribution=attribution,
+        concurrent_layer_renderer=conf.concurrent_layer_renderer,
+    )
+
+
+def _tms_service(
+    conf: Any, tile_layers: list[TileLayer], wms_md: dict[str, Any], max_age: int
+) -> Any:
+    from mapproxy.service.tms import TileService
+
+    return TileService(
+        tile_layers,
+        {**wms_md, **(conf.md or {})},
+        use_grid_names=conf.use_grid_names,
+        origin=conf.origin,
+        max_tile_age_seconds=max_age,
+    )
+
+
+def _wmts_services(
+    conf: Any, tile_layers: list[TileLayer], wms_md: dict[str, Any], max_age: int
+) -> dict[str, Any]:
+    """The KVP (``wmts_kvp``) and RESTful (``wmts``) services; both unless one is chosen."""
+    from mapproxy.service.wmts.service import WMTSRestService, WMTSService
+
+    services: dict[str, Any] = {}
+    kvp, restful = conf.kvp, conf.restful
+    if kvp is None and restful is None:
+        kvp = restful = True
+    md = {**wms_md, **(conf.md or {})}
+    if kvp:
+        services["wmts_kvp"] = WMTSService(tile_layers, md, max_tile_age_seconds=max_age)
+    if restful:
+        kwargs: dict[str, Any] = {"max_tile_age_seconds": max_age}
+        if conf.restful_template:
+            kwargs["template"] = conf.restful_template
+        services["wmts"] = WMTSRestService(tile_layers, md, **kwargs)
+    return services
