@@ -239,3 +239,26 @@ def test_script_name_prefix_in_path_serves_tiles(client: Client) -> None:
     assert with_prefix.data == without.data
     # without the header the prefix is just an unknown first segment
     assert client.get("/mapproxy/wmts/dbg/GLOBAL_WEBMERCATOR/1/0/0.png").status_code == 404
+
+
+def test_non_ascii_script_name_is_quoted_once(make_app):  # type: ignore[no-untyped-def]
+    client = make_app(
+        """
+        services:
+          wms:
+        layers:
+          - name: a
+            title: A
+            sources: [dbg]
+        sources:
+          dbg:
+            type: debug
+        """
+    )
+    # WSGI carries the UTF-8 bytes of "/städte" decoded as latin-1
+    script_name = "/städte".encode().decode("latin-1")
+    response = client.get(
+        "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1",
+        environ_overrides={"SCRIPT_NAME": script_name},
+    )
+    assert b"http://localhost/st%C3%A4dte/service?" in response.data

@@ -8,6 +8,9 @@ A configuration that is broken at start-up ends the command with exit code 2. On
 that breaks while the server runs does not stop it: the restarted server process
 prints the error once and answers every request with a 500 page naming the problem,
 until the next change to a configuration file restarts it again.
+
+``serve-multiapp-develop`` restarts only on code changes: the MultiMapProxy app loads and
+reloads its projects itself.
 """
 
 from __future__ import annotations
@@ -265,17 +268,29 @@ def serve_develop_command(argv: list[str]) -> int:
 
 
 def serve_multiapp_develop_command(argv: list[str]) -> int:
-    """Run ``mapproxy-util serve-multiapp-develop``; returns the exit code."""
+    """Run ``mapproxy-util serve-multiapp-develop``; returns the exit code.
+
+    The MultiMapProxy app builds each project on its first request and rebuilds it when
+    one of its configuration files changes; a new ``<name>.yaml`` is served without a
+    restart. So the reloader only restarts the server on code changes, and a broken
+    project answers 500 with the configuration error while the others keep working.
+    """
     parser = _serve_parser(
         "mapproxy-util serve-multiapp-develop",
         "%(prog)s [options] projects/",
         "Run MultiMapProxy development server.",
     )
     parser.add_argument(
+        "--log-config",
+        dest="log_config",
+        metavar="FILE",
+        help="logging configuration (Python logging ini file)",
+    )
+    parser.add_argument(
         "projects",
         nargs="?",
         metavar="CONFIG_DIR",
-        help="directory with one MapProxy configuration per project",
+        help="directory with one MapProxy configuration (<name>.yaml) per project",
     )
     options = parser.parse_args(argv)
     if not options.projects:
@@ -286,14 +301,21 @@ def serve_multiapp_develop_command(argv: list[str]) -> int:
         _print_error(f"MapProxy projects directory {options.projects} not found")
         return 1
     host, port = options.address
-    setup_logging(None, options.debug)
+    try:
+        setup_logging(options.log_config, options.debug)
+    except LogConfigError as error:
+        _print_error(str(error))
+        return 2
     if options.debug and not is_local_host(host) and not _is_reloader_child():
         print(_security_warning(host), flush=True)
 
     from mapproxy.multiapp import make_wsgi_app as make_multiapp
 
-    # The projects are loaded (and reloaded on change) by the multiapp itself, so the
-    # reloader only watches the code.
-    app = make_multiapp(os.path.abspath(options.projects), allow_listing=True, debug=options.debug)
+    app = make_multiapp(
+        os.path.abspath(options.projects),
+        allow_listing=True,
+        debug=options.debug,
+        show_config_errors=True,
+    )
     _run_server(host, port, app, [])
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -79,11 +78,7 @@ def load_plugins() -> None:
 def _is_available(name: str, command: Command) -> bool:
     if command.func is not None:
         return True
-    if command.target is None:
-        return False
-    if name == "serve-multiapp-develop":
-        return importlib.util.find_spec("mapproxy.multiapp") is not None
-    return True
+    return command.target is not None
 
 
 def _resolve(command: Command) -> CommandFunc:

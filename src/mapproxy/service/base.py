@@ -110,13 +110,18 @@ def _forwarded_values(header: str) -> dict[str, str]:
 def script_url(request: Request) -> str:
     """Public URL of the application root, without trailing slash."""
     script_name = request.environ.get("SCRIPT_NAME", "") or ""
-    return f"{public_scheme(request)}://{public_host(request)}{quote(script_name.rstrip('/'))}"
+    return f"{public_scheme(request)}://{public_host(request)}{_quote_wsgi(script_name.rstrip('/'))}"
 
 
 def request_base_url(request: Request) -> str:
     """Public URL of the requested resource without query string."""
     path = request.environ.get("PATH_INFO", "") or ""
-    return script_url(request) + quote(path)
+    return script_url(request) + _quote_wsgi(path)
+
+
+def _quote_wsgi(text: str) -> str:
+    """URL-quote a WSGI path string (WSGI carries the raw bytes decoded as latin-1)."""
+    return quote(text, encoding="latin-1", errors="replace")
 
 
 def finish_headers(response: Response, cors_origin: str | None) -> Response:
