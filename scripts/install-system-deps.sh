@@ -16,6 +16,12 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   cgi-mapserver   # provides /usr/lib/cgi-bin/mapserv
   mapserver-bin   # mapserver command line tools (shp2img/map2img, ...)
+  nginx                     # reverse proxy in tests/integration/test_nginx_proxy.py
+  apache2                   # tests/integration/test_apache_mod_wsgi.py (own config, own port)
+  libapache2-mod-wsgi-py3   # mod_wsgi for Debian's /usr/bin/python3
+  python3-venv              # venv for mod_wsgi's Python (tests build it on first run)
+  chromium                  # headless browser for tests/integration/test_demo_browser.py
+  fonts-liberation          # readable text in its screenshots (a Recommends of chromium)
 )
 PACKAGES+=("$@")
 
