@@ -17,6 +17,7 @@ from mapproxy.config import load_configuration
 from mapproxy.config.build import BuiltConfig, ConfigBuilder
 from mapproxy.errors import ConfigurationError
 from mapproxy.service.base import finish_headers, script_url
+from mapproxy.util.system import log_system_info
 
 log = logging.getLogger("mapproxy.wsgiapp")
 config_log = logging.getLogger("mapproxy.config")
@@ -129,6 +130,7 @@ def build_app(
     config_file: str, debug: bool = False, ignore_config_warnings: bool = True
 ) -> MapProxyApp:
     """Load, validate and build ``config_file`` into a MapProxyApp."""
+    log_system_info()
     config = load_configuration(config_file, ignore_warnings=ignore_config_warnings)
     if "demo" in config.services:
         config_log.warning(

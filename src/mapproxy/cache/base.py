@@ -36,6 +36,10 @@ class TileCache(Protocol):
         """True if a tile is stored for ``coord``."""
         ...
 
+    def tile_timestamp(self, coord: TileCoord) -> float | None:
+        """The stored tile's timestamp as ``load_tile`` reports it, or None if missing."""
+        ...
+
     def store_tiles(self, tiles: Mapping[TileCoord, bytes]) -> None:
         """Store encoded tiles atomically (a crash never leaves a partial tile)."""
         ...

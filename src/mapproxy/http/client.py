@@ -123,6 +123,7 @@ class HTTPClient:
 
     ``method`` is ``AUTO`` (GET; POST for query strings over 4000 characters), ``GET`` or
     ``POST`` (the query string is sent as form body). Connections are pooled per process.
+    Failures are logged at WARNING on ``error_log`` (default ``mapproxy.http.client``).
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class HTTPClient:
         ssl_no_cert_checks: bool = False,
         hide_error_details: bool = True,
         method: str = "AUTO",
+        error_log: logging.Logger | None = None,
     ) -> None:
         method = method.upper()
         if method not in ("AUTO", "GET", "POST"):
@@ -145,6 +147,8 @@ class HTTPClient:
         self.ssl_no_cert_checks = ssl_no_cert_checks
         self.hide_error_details = hide_error_details
         self.method = method
+        # failed requests are logged here, e.g. on the logger of the source using us
+        self.error_log = error_log or log
         self._timeout = urllib3.Timeout(connect=self.timeout_seconds, read=self.timeout_seconds)
         self._pool = _pool_manager(ssl_ca_certs, ssl_no_cert_checks)
 
@@ -181,7 +185,7 @@ class HTTPClient:
             self._log_request(method, url, status, None, duration)
             message = error_message("HTTP Error", url, status, self.hide_error_details)
             full = error_message("HTTP Error", url, status, False)
-            log.warning("%s", full)
+            self.error_log.warning("%s", full)
             raise UpstreamHTTPError(message, url, status, full)
         self._log_request(method, url, status, response.headers.get("Content-Length"), duration)
         return HTTPResponse(
@@ -216,7 +220,7 @@ class HTTPClient:
         detail = _describe(reason_error)
         message = error_message(reason, url, detail, self.hide_error_details)
         full = error_message(reason, url, detail, False)
-        log.warning("%s", full)
+        self.error_log.warning("%s", full)
         return UpstreamHTTPError(message, url, None, full)
 
     @staticmethod

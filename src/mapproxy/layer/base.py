@@ -64,8 +64,11 @@ class WMSLayer:
     transparent: bool = False
 
     def renderable_layers(self) -> list[tuple[WMSLayer, MapLayer]]:
-        """(node, map layer) pairs to draw for this node, bottom to top."""
+        """(node, map layer) pairs to draw for this node, bottom to top: its own sources if
+        it has any, else its children's."""
         result: list[tuple[WMSLayer, MapLayer]] = [(self, layer) for layer in self.map_layers]
+        if result:
+            return result
         for child in self.children:
             result.extend(child.renderable_layers())
         return result

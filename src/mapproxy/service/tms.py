@@ -18,6 +18,13 @@ from mapproxy.cache.base import Tile
 from mapproxy.errors import MapProxyError, TileOutsideGrid
 from mapproxy.grid.tile_grid import TileCoord, TileGrid
 from mapproxy.layer.base import TileLayer
+from mapproxy.layer.limit import CLIP_ALL
+from mapproxy.service.authorize import (
+    AUTHORIZE_KEY,
+    authorize,
+    authorize_tile,
+    clipped_tile_response,
+)
 from mapproxy.service.base import (
     no_cache,
     query_params,
@@ -231,6 +238,15 @@ class TileService:
         coord: TileCoord,
         error: Callable[[str, int], Response],
     ) -> Response:
+        clip = CLIP_ALL
+        callback = request.environ.get(AUTHORIZE_KEY)
+        if callback is not None:
+            access = authorize_tile(callback, request.environ, "tms", tile_set.layer, coord)
+            if isinstance(access, tuple):
+                return error(access[1], access[0])
+            clip = access
+            if clip.covers_nothing:
+                return clipped_tile_response(None, clip, tile_set.layer.grid.tile_size)
         try:
             tile = tile_set.load_tile(coord)
         except TileOutsideGrid:
@@ -238,6 +254,8 @@ class TileService:
         except MapProxyError as exc:
             log.error("error while loading tile %s of %s: %s", coord, tile_set.path, exc)
             return error(str(exc), 500)
+        if not clip.covers_all:
+            return clipped_tile_response(tile.data, clip, tile_set.layer.grid.tile_size)
         return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
 
     # documents ----------------------------------------------------------------
@@ -247,10 +265,30 @@ class TileService:
         return xml_response(body, XML_CONTENT_TYPE)
 
     def _capabilities(self, request: Request) -> Response:
-        body = self._capabilities_template.replace(_BASE, _base_url(request))
+        template = self._capabilities_template
+        callback = request.environ.get(AUTHORIZE_KEY)
+        if callback is not None:
+            names = list(dict.fromkeys(ts.layer.name for ts in self._tile_sets.values()))
+            auth = authorize(callback, request.environ, "tms", names)
+            denial = auth.denial
+            if denial is not None:
+                return _xml_error(denial[1], denial[0])
+            if not auth.is_full:
+                tile_sets = [
+                    ts for ts in self._tile_sets.values() if auth.permits(ts.layer.name, "tile")
+                ]
+                template = _capabilities_document(self.md, tile_sets)
+        body = template.replace(_BASE, _base_url(request))
         return xml_response(body, XML_CONTENT_TYPE)
 
     def _tile_map(self, request: Request, tile_set: TileSet, href_path: str) -> Response:
+        callback = request.environ.get(AUTHORIZE_KEY)
+        if callback is not None:
+            name = tile_set.layer.name
+            auth = authorize(callback, request.environ, "tms", [name])
+            denial = auth.denial or (None if auth.permits(name, "tile") else (403, "forbidden"))
+            if denial is not None:
+                return _xml_error(denial[1], denial[0])
         prefix = f"{_base_url(request)}/tms/1.0.0/{escape(quote(href_path))}/"
         entries = "".join(
             f'    <TileSet href="{prefix}{order}" units-per-pixel="{res}" order="{order}" />\n'

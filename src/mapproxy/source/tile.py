@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -105,9 +106,11 @@ class TileSource:
         on_error: Mapping[object, object] | OnError | None = None,
         extent: MapExtent | None = None,
         url_origin: str | None = None,
+        request_limiter: contextlib.AbstractContextManager[object] | None = None,
     ) -> None:
         """``url_origin`` (deprecated ``origin`` option): row numbering of the URLs when it
-        differs from the grid's own origin (``nw``/``ul`` or ``sw``/``ll``)."""
+        differs from the grid's own origin (``nw``/``ul`` or ``sw``/``ll``).
+        ``request_limiter`` (``concurrent_requests``) is entered around every request."""
         unknown = sorted(set(_VARIABLE.findall(url_template)) - TEMPLATE_VARIABLES)
         if unknown:
             raise ConfigurationError(
@@ -120,6 +123,7 @@ class TileSource:
         self.transparent = transparent
         self.on_error = on_error if isinstance(on_error, OnError) else OnError(on_error)
         self.extent = extent
+        self.request_limiter = request_limiter
         self._uses_bbox = "%(bbox)s" in url_template
         self._uses_quadkey = "%(quadkey)s" in url_template
         origin = {"ul": "nw", "ll": "sw"}.get(url_origin or "", url_origin)
@@ -144,7 +148,8 @@ class TileSource:
         url = self.tile_url(coord)
         tile_size = (int(self.grid.tile_size[0]), int(self.grid.tile_size[1]))
         try:
-            response = self.client.open(url)
+            with self.request_limiter or contextlib.nullcontext():
+                response = self.client.open(url)
             result = image_from_response(
                 response,
                 self.client.hide_error_details,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import math
@@ -101,6 +102,7 @@ class WMSSource:
     ``transparent``, extra parameters). Requests in an SRS missing from
     ``supported_srs`` are fetched in a supported SRS and reprojected; formats missing
     from ``supported_formats`` are fetched in the first supported one and converted.
+    ``request_limiter`` (``concurrent_requests``) is entered around every upstream request.
     """
 
     supports_meta_tiles = True
@@ -124,6 +126,7 @@ class WMSSource:
         transparent_color_tolerance: int = 5,
         opacity: float | None = None,
         preferred_src_proj: Mapping[str, Sequence[SRS]] | None = None,
+        request_limiter: contextlib.AbstractContextManager[object] | None = None,
     ) -> None:
         self.client = client
         self.url = url
@@ -153,6 +156,7 @@ class WMSSource:
         self.transparent_color_tolerance = int(transparent_color_tolerance)
         self.opacity = opacity
         self.preferred_src_proj = dict(preferred_src_proj or {})
+        self.request_limiter = request_limiter
 
     def __repr__(self) -> str:
         return f"WMSSource({self.url!r}, layers={self.params.get('layers', '')!r})"
@@ -245,7 +249,8 @@ class WMSSource:
         bbox, size, src_srs, src_format = self._plan(query)
         url = self.map_url(bbox, size, src_srs, src_format, query.dimensions)
         try:
-            response = self.client.open(url)
+            with self.request_limiter or contextlib.nullcontext():
+                response = self.client.open(url)
             result = image_from_response(response, self.client.hide_error_details)
         except UpstreamHTTPError as error:
             return self.on_error.handle(error, error.status, query.size, query.format)

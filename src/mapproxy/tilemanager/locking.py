@@ -36,6 +36,8 @@ _CAN_REMOVE = os.name != "nt"
 
 CLEANUP_INTERVAL = 50
 
+TILE_LOCK_PURPOSE = "the tile creation lock"
+
 
 class KeyedLocks:
     """In-process locks by key, created on demand and dropped when nobody uses them."""
@@ -114,7 +116,8 @@ def _try_lock_fd(fd: int) -> bool:
 class FileLock:
     """Exclusive lock on ``path`` across threads and processes; a context manager.
 
-    Polls every ``poll_seconds`` and raises LockTimeout after ``timeout_seconds``.
+    Polls every ``poll_seconds`` and raises LockTimeout after ``timeout_seconds``; its
+    message names the ``purpose`` ("the lock") and is safe to show to clients.
     With ``remove_on_unlock`` the lock file is deleted on release (while still held, so
     waiters notice that their file is gone and retry on the new one).
     """
@@ -125,11 +128,13 @@ class FileLock:
         timeout_seconds: float = 60.0,
         poll_seconds: float = 0.01,
         remove_on_unlock: bool = True,
+        purpose: str = "the lock",
     ) -> None:
         self.path = path
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
         self.remove_on_unlock = remove_on_unlock and _CAN_REMOVE
+        self.purpose = purpose
         self._fd: int | None = None
 
     def __repr__(self) -> str:
@@ -243,7 +248,12 @@ class FileLock:
                 os.unlink(self.path)
 
     def _timeout(self) -> LockTimeout:
-        return LockTimeout(f"timed out after {self.timeout_seconds:g}s waiting for a lock")
+        return lock_timeout_error(self.purpose, self.timeout_seconds)
+
+
+def lock_timeout_error(purpose: str, timeout_seconds: float) -> LockTimeout:
+    """The LockTimeout after waiting ``timeout_seconds`` in vain for ``purpose`` ("the lock")."""
+    return LockTimeout(f"timeout while waiting for {purpose} (after {timeout_seconds:g}s)")
 
 
 def cleanup_stale_locks(lock_dir: str, max_age_seconds: float) -> int:
@@ -295,7 +305,12 @@ class TileLocker:
         """An (unacquired) lock for ``coord``; use it as a context manager."""
         if next(self._counter) % CLEANUP_INTERVAL == 0:
             cleanup_stale_locks(self.lock_dir, self.timeout_seconds + 10)
-        return FileLock(self.lock_path(cache_id, coord), self.timeout_seconds, self.poll_seconds)
+        return FileLock(
+            self.lock_path(cache_id, coord),
+            self.timeout_seconds,
+            self.poll_seconds,
+            purpose=TILE_LOCK_PURPOSE,
+        )
 
 
 class _LocalLock:
@@ -311,7 +326,7 @@ class _LocalLock:
 
     def __enter__(self) -> _LocalLock:
         if not self._locks.acquire(self._key, self._timeout_seconds):
-            raise LockTimeout(f"timed out after {self._timeout_seconds:g}s waiting for a lock")
+            raise lock_timeout_error(TILE_LOCK_PURPOSE, self._timeout_seconds)
         self._locked = True
         return self
 
@@ -345,6 +360,8 @@ class SemaphoreLock:
     by threads) or via ``acquire()`` which returns the held slot lock.
     """
 
+    purpose = "a free slot of the lock"
+
     def __init__(
         self,
         lock_dir: str,
@@ -376,9 +393,7 @@ class SemaphoreLock:
                 if slot.try_lock():
                     return slot
             if time.monotonic() >= deadline:
-                raise LockTimeout(
-                    f"timed out after {self.timeout_seconds:g}s waiting for a request slot"
-                )
+                raise lock_timeout_error(self.purpose, self.timeout_seconds)
             time.sleep(self.poll_seconds)
 
     def __enter__(self) -> SemaphoreLock:
@@ -400,6 +415,9 @@ class SemaphoreLock:
 
 class SourceConcurrencyLimiter(SemaphoreLock):
     """``concurrent_requests`` for one upstream: at most ``count`` requests to ``netloc``."""
+
+    # no netloc here: the message reaches clients, who should not learn upstream hosts
+    purpose = "a free request slot for the source (concurrent_requests)"
 
     def __init__(
         self,

@@ -220,9 +220,16 @@ class TileManager:
                     return cached
             encoded, cacheable = self._render_tiles(job)
             created_at = time.time()
+            timestamps: dict[TileCoord, float | None] = {}
             if cacheable and not self.disable_storage and self._may_store():
                 self.cache.store_tiles(encoded)
-        return {coord: Tile(coord, encoded[coord], created_at, cacheable) for coord in job.wanted}
+                # Later requests get the stored timestamp (a file's mtime); the response
+                # for the new tile must carry the same one, or its ETag never validates.
+                timestamps = {coord: self.cache.tile_timestamp(coord) for coord in job.wanted}
+        return {
+            coord: Tile(coord, encoded[coord], timestamps.get(coord) or created_at, cacheable)
+            for coord in job.wanted
+        }
 
     def _may_store(self) -> bool:
         # A cache without sources is read-only: never store placeholder tiles in it.

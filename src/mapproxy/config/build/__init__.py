@@ -105,7 +105,7 @@ class ConfigBuilder:
         return http_client(self.globals.http, conf, self._paths)
 
     def http_timeout(self) -> float:
-        """``globals.http.client_timeout`` (also the lock timeout)."""
+        """``globals.http.client_timeout`` (the default lock timeout)."""
         return http_timeout(self.globals.http)
 
     def source(self, name: str) -> MapSource:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from mapproxy.config.build.cache_storage import CacheStorageBuilder
 from mapproxy.config.build.extents import coverage_extent, union_extent
 from mapproxy.config.build.grids import GridBuilder
-from mapproxy.config.build.http_options import http_timeout
 from mapproxy.config.build.images import build_image_options
+from mapproxy.config.build.locks import lock_timeout
 from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.build.sources import SourceBuilder
 from mapproxy.config.models.caches import BackendCommonConfig, CacheConfig, FileBackendConfig
@@ -155,7 +155,7 @@ class CacheBuilder:
         globals_cache = self._globals.cache
         cache_store = self._storage.backend(name, conf, backend, grid, image_options)
         tile_lock_dir = self._storage.tile_lock_dir(conf, backend)
-        locker = TileLocker(tile_lock_dir, timeout_seconds=http_timeout(self._globals.http))
+        locker = TileLocker(tile_lock_dir, lock_timeout(self._globals, conf.lock_timeout))
         meta_size = conf.meta_size or globals_cache.meta_size
         meta_buffer = (
             conf.meta_buffer if conf.meta_buffer is not None else globals_cache.meta_buffer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mapproxy.config.build.paths import ConfigPaths
@@ -35,14 +36,18 @@ def http_options(
 
 
 def http_client(
-    http_globals: HTTPGlobalsConfig, conf: HTTPOptionsConfig | None, paths: ConfigPaths
+    http_globals: HTTPGlobalsConfig,
+    conf: HTTPOptionsConfig | None,
+    paths: ConfigPaths,
+    error_log_name: str | None = None,
 ) -> Any:
-    """An HTTPClient for a source's ``http`` options."""
+    """An HTTPClient for a source's ``http`` options; failures logged on ``error_log_name``."""
     from mapproxy.http.client import HTTPClient
 
-    return HTTPClient(**http_options(http_globals, conf, paths))
+    error_log = logging.getLogger(error_log_name) if error_log_name else None
+    return HTTPClient(**http_options(http_globals, conf, paths), error_log=error_log)
 
 
 def http_timeout(http_globals: HTTPGlobalsConfig) -> float:
-    """``globals.http.client_timeout`` in seconds (also the lock timeout)."""
+    """``globals.http.client_timeout`` in seconds (the default lock timeout)."""
     return float(http_globals.client_timeout or 60)

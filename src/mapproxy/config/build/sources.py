@@ -11,6 +11,7 @@ from mapproxy.config.build.extents import coverage_extent
 from mapproxy.config.build.grids import GridBuilder
 from mapproxy.config.build.http_options import http_client
 from mapproxy.config.build.images import build_image_options
+from mapproxy.config.build.locks import request_limiter
 from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.models.sources import (
     DebugSourceConfig,
@@ -130,7 +131,7 @@ class SourceBuilder:
         extent = coverage_extent(conf.coverage, path)
         on_error = _on_error_dict(conf.on_error)
         return cls(  # type: ignore[no-any-return]
-            http_client(self._globals.http, conf.http, self._paths),
+            http_client(self._globals.http, conf.http, self._paths, "mapproxy.source.wms"),
             url,
             params,
             version=conf.wms_opts.version,
@@ -153,6 +154,9 @@ class SourceBuilder:
                 else 5
             ),
             opacity=image.opacity if image else None,
+            request_limiter=request_limiter(
+                self._globals, self._paths, url, conf.concurrent_requests
+            ),
         )
 
     def _build_tile(self, name: str, conf: TileSourceConfig, path: str) -> MapSource:
@@ -162,7 +166,7 @@ class SourceBuilder:
             log.warning("tile source %s does not have a grid. using GLOBAL_MERCATOR", name)
         fmt = conf.request_format or (conf.image.format if conf.image else None) or "image/png"
         return cls(  # type: ignore[no-any-return]
-            http_client(self._globals.http, conf.http, self._paths),
+            http_client(self._globals.http, conf.http, self._paths, "mapproxy.source.tile"),
             conf.url,
             self._grids.grid(grid_name),
             format=format_mime_type(fmt),
@@ -170,6 +174,9 @@ class SourceBuilder:
             on_error=_on_error_dict(conf.on_error),
             extent=coverage_extent(conf.coverage, path),
             url_origin=conf.origin,
+            request_limiter=request_limiter(
+                self._globals, self._paths, conf.url, conf.concurrent_requests
+            ),
         )
 
     def _build_debug(self, name: str, conf: DebugSourceConfig, path: str) -> MapSource:

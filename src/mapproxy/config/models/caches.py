@@ -142,5 +142,6 @@ class CacheConfig(ConfigModel):
     concurrent_tile_creators: int | None = None
     cache_rescaled_tiles: bool | None = None
     tile_lock_dir: str | None = None
+    lock_timeout: Number | None = None  # seconds; default: globals.cache.lock_timeout
     coverage: CoverageConfig | None = None
     wms_source: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ class CacheGlobalsConfig(ConfigModel):
     base_dir: str = "./cache_data"
     lock_dir: str | None = None
     tile_lock_dir: str | None = None
+    lock_timeout: Number | None = None  # seconds; default: http.client_timeout
     meta_size: list[int] = [4, 4]
     meta_buffer: int = 80
     bulk_meta_tiles: bool = False

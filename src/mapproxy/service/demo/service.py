@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import mimetypes
 from collections.abc import Sequence
 from importlib import resources
@@ -15,9 +16,12 @@ from werkzeug.wrappers import Request, Response
 
 from mapproxy import __version__
 from mapproxy.layer.base import TileLayer, WMSLayer
+from mapproxy.service.authorize import AUTHORIZE_KEY, authorize
 from mapproxy.service.base import query_params, script_url
 from mapproxy.source.base import MapExtent
 from mapproxy.srs import SRS, BBox, get_srs
+
+log = logging.getLogger("mapproxy.service.demo")
 
 STATIC_PACKAGE = "mapproxy.service.demo"
 STATIC_TYPES = {".js": "application/javascript", ".css": "text/css", ".png": "image/png"}
@@ -65,6 +69,13 @@ class DemoService:
             response = _plain("", status=301)
             response.headers["Location"] = script_url(request) + "/demo/"
             return response
+        callback = request.environ.get(AUTHORIZE_KEY)
+        if callback is not None:
+            auth = authorize(callback, request.environ, "demo", [])
+            # The demo has no per-layer rules: anything but full access is refused.
+            denial = auth.denial or (None if auth.is_full else (403, "forbidden"))
+            if denial is not None:
+                return _plain(denial[1], status=denial[0])
         params = query_params(request)
         for key in _CAPABILITIES_PATHS:
             if key in params:
@@ -197,7 +208,14 @@ class DemoService:
             if header in request.environ:
                 environ[header] = request.environ[header]
         environ["SCRIPT_NAME"] = request.environ.get("SCRIPT_NAME", "")
+        if AUTHORIZE_KEY in request.environ:
+            # Filter the viewed capabilities for the same user: pass on what the callback
+            # may look at (cookies, REMOTE_USER, middleware keys) unless set here.
+            for key, value in request.environ.items():
+                environ.setdefault(key, value)
         response = handler.handle(Request(environ))
+        if response.status_code >= 400:
+            log.warning("demo capabilities request %s?%s answered %s", path, query, response.status)
         return str(response.get_data(as_text=True))
 
     # viewers ---------------------------------------------------------------

@@ -7,7 +7,7 @@ rendered once into parts around a URL marker; a request only joins the parts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -16,6 +16,7 @@ from pyproj.exceptions import ProjError
 
 from mapproxy.errors import MapProxyError
 from mapproxy.layer.base import ResolutionRange, WMSLayer
+from mapproxy.layer.limit import LimitArea
 from mapproxy.service.base import xml_safe
 from mapproxy.service.wms.request import FormatTable
 from mapproxy.source.base import MapExtent
@@ -27,6 +28,7 @@ _SERVICE_URL_MARKER = "\x00SERVICE\x00"  # the service OnlineResource: the bare 
 _XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 _OGC_PIXEL_SIZE_M = 0.00028
 _MERCATOR_MAX_LAT = 85.0511287798066
+_WGS84 = get_srs("EPSG:4326")
 
 CAPABILITIES_CONTENT_TYPES = {
     "1.0.0": "text/xml; charset=utf-8",
@@ -73,6 +75,15 @@ class LayerBBoxes:
     bboxes: tuple[tuple[SRS, BBox], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class LayerView:
+    """How one layer appears for one user: listed children, queryable flag, extents."""
+
+    children: tuple[WMSLayer, ...]
+    queryable: bool
+    bboxes: LayerBBoxes
+
+
 class CapabilitiesDocuments:
     """All capabilities documents of one WMS service."""
 
@@ -98,19 +109,76 @@ class CapabilitiesDocuments:
         self._collect_bboxes(root)
         self._documents: dict[str, str] = {}
         for version in versions:
-            document = self._build(version)
-            lines = [line for line in document.split("\n") if line.strip()]
-            self._documents[version] = "\n".join(lines) + "\n"
+            self._documents[version] = _without_blank_lines(self._build(version))
 
-    def render(self, version: str, url: str) -> bytes:
+    def render(self, version: str, url: str, view: Mapping[int, LayerView] | None = None) -> bytes:
         """The document for ``version`` served at the endpoint ``url`` (without query).
 
         Operations point at ``url?``; the service OnlineResource is ``url`` itself
-        unless ``md.online_resource`` is set.
+        unless ``md.online_resource`` is set. A ``view`` (see ``authorized_view``)
+        builds a document of the layers one user may see instead of the prebuilt one.
         """
+        if view is None:
+            document = self._documents[version]
+        else:
+            document = _without_blank_lines(self._build(version, view))
         quoted = escape(xml_safe(url)).replace('"', "&quot;")
-        document = self._documents[version].replace(_URL_MARKER, quoted + "?")
+        document = document.replace(_URL_MARKER, quoted + "?")
         return document.replace(_SERVICE_URL_MARKER, quoted).encode("utf-8")
+
+    def authorized_view(
+        self,
+        permits: Callable[[str, str], bool],
+        limits: Callable[[str | None], Sequence[LimitArea]],
+    ) -> dict[int, LayerView]:
+        """The listed layers for one authorization answer, by ``id`` of each listed node.
+
+        ``permits(name, feature)`` decides on ``map`` (listing) and ``featureinfo``
+        (queryable); ``limits(name)`` gives the areas a node's extents shrink to (name
+        None: the request-wide ones). A layer is listed if permitted, its parent is
+        listed and its extent meets its limits; unnamed groups only with listed content.
+        The root is always listed.
+        """
+        view: dict[int, LayerView] = {}
+
+        def visit(node: WMSLayer, is_root: bool) -> bool:
+            if not is_root and node.name is not None and not permits(node.name, "map"):
+                return False
+            bboxes = self._limited_bboxes(node, limits(node.name))
+            if bboxes is None:
+                if not is_root:
+                    return False
+                bboxes = self._layer_bboxes[id(node)]
+            children = tuple(child for child in node.children if visit(child, False))
+            if not is_root and node.name is None and not children and not node.map_layers:
+                return False
+            queryable = node.queryable and (node.name is None or permits(node.name, "featureinfo"))
+            view[id(node)] = LayerView(children, queryable, bboxes)
+            return True
+
+        visit(self.root, True)
+        return view
+
+    def _limited_bboxes(self, layer: WMSLayer, areas: Sequence[LimitArea]) -> LayerBBoxes | None:
+        """The layer's extents cut to ``areas``; None if they do not meet."""
+        info = self._layer_bboxes[id(layer)]
+        if not areas:
+            return info
+        llbbox: BBox | None = info.llbbox
+        for area in areas:
+            area_bbox = area.bbox_in(_WGS84)
+            llbbox = bbox_intersection(llbbox, area_bbox) if llbbox and area_bbox else None
+        if llbbox is None:
+            return None
+        bboxes: list[tuple[SRS, BBox]] = []
+        for srs, bbox in info.bboxes:
+            limited: BBox | None = bbox
+            for area in areas:
+                area_bbox = area.bbox_in(srs)
+                limited = bbox_intersection(limited, area_bbox) if limited and area_bbox else None
+            if limited is not None:
+                bboxes.append((srs, limited))
+        return LayerBBoxes(llbbox, tuple(bboxes))
 
     # -- precomputation -------------------------------------------------------------
 
@@ -170,12 +238,12 @@ class CapabilitiesDocuments:
 
     # -- document building ----------------------------------------------------------
 
-    def _build(self, version: str) -> str:
+    def _build(self, version: str, view: Mapping[int, LayerView] | None = None) -> str:
         if version == "1.0.0":
-            return self._build_100()
+            return self._build_100(view)
         if version == "1.3.0":
-            return self._build_130()
-        return self._build_111(version)
+            return self._build_130(view)
+        return self._build_111(version, view)
 
     def _md_text(self, key: str, default: str | None = None) -> str | None:
         value = self.md.get(key, default)
@@ -280,7 +348,7 @@ class CapabilitiesDocuments:
 
     # -- 1.1.0 / 1.1.1 --------------------------------------------------------------
 
-    def _build_111(self, version: str) -> str:
+    def _build_111(self, version: str, view: Mapping[int, LayerView] | None = None) -> str:
         xlink_ns = f" {_XLINK}"
         dtd = (
             "http://schemas.opengis.net/wms/1.1.1/WMS_MS_Capabilities.dtd"
@@ -309,12 +377,18 @@ class CapabilitiesDocuments:
             "    <Format>application/vnd.ogc.se_blank</Format>",
             "  </Exception>",
         ]
-        lines += self._layer_111(self.root, "  ", is_root=True)
+        lines += self._layer_111(self.root, "  ", is_root=True, view=view)
         lines += ["</Capability>", "</WMT_MS_Capabilities>"]
         return "\n".join(lines)
 
-    def _layer_111(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
-        queryable = ' queryable="1"' if layer.queryable else ""
+    def _layer_111(
+        self,
+        layer: WMSLayer,
+        indent: str,
+        is_root: bool = False,
+        view: Mapping[int, LayerView] | None = None,
+    ) -> list[str]:
+        queryable = ' queryable="1"' if _is_queryable(layer, view) else ""
         lines = [f"{indent}<Layer{queryable}>"]
         inner = indent + "  "
         if layer.name:
@@ -324,7 +398,7 @@ class CapabilitiesDocuments:
             lines.append(f"{inner}<Abstract>{text(layer.md['abstract'])}</Abstract>")
         if is_root:
             lines += [f"{inner}<SRS>{text(srs.code)}</SRS>" for srs in self.srs]
-        info = self._layer_bboxes[id(layer)]
+        info = self._layer_bboxes[id(layer)] if view is None else view[id(layer)].bboxes
         minx, miny, maxx, maxy = info.llbbox
         lines.append(
             f'{inner}<LatLonBoundingBox minx="{number(minx)}" miny="{number(miny)}"'
@@ -346,14 +420,14 @@ class CapabilitiesDocuments:
                 f"{inner}</MetadataURL>",
             ]
         lines += _scale_hint(layer.res_range, inner)
-        for child in layer.children:
-            lines += self._layer_111(child, inner)
+        for child in _children(layer, view):
+            lines += self._layer_111(child, inner, view=view)
         lines.append(f"{indent}</Layer>")
         return lines
 
     # -- 1.3.0 ----------------------------------------------------------------------
 
-    def _build_130(self) -> str:
+    def _build_130(self, view: Mapping[int, LayerView] | None = None) -> str:
         side = math.isqrt(max(self.max_output_pixels, 0))
         lines = [
             '<?xml version="1.0"?>',
@@ -381,12 +455,18 @@ class CapabilitiesDocuments:
             "    <Format>BLANK</Format>",
             "  </Exception>",
         ]
-        lines += self._layer_130(self.root, "  ", is_root=True)
+        lines += self._layer_130(self.root, "  ", is_root=True, view=view)
         lines += ["</Capability>", "</WMS_Capabilities>"]
         return "\n".join(lines)
 
-    def _layer_130(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
-        queryable = ' queryable="1"' if layer.queryable else ""
+    def _layer_130(
+        self,
+        layer: WMSLayer,
+        indent: str,
+        is_root: bool = False,
+        view: Mapping[int, LayerView] | None = None,
+    ) -> list[str]:
+        queryable = ' queryable="1"' if _is_queryable(layer, view) else ""
         lines = [f"{indent}<Layer{queryable}>"]
         inner = indent + "  "
         md = layer.md
@@ -398,7 +478,7 @@ class CapabilitiesDocuments:
         lines += self._keywords(md, True, inner)
         if is_root:
             lines += [f"{inner}<CRS>{text(srs.code)}</CRS>" for srs in self.srs]
-        info = self._layer_bboxes[id(layer)]
+        info = self._layer_bboxes[id(layer)] if view is None else view[id(layer)].bboxes
         west, south, east, north = info.llbbox
         lines += [
             f"{inner}<EX_GeographicBoundingBox>",
@@ -446,14 +526,14 @@ class CapabilitiesDocuments:
                     f"{inner}</{element}>",
                 ]
         lines += _scale_denominators(layer.res_range, inner)
-        for child in layer.children:
-            lines += self._layer_130(child, inner)
+        for child in _children(layer, view):
+            lines += self._layer_130(child, inner, view=view)
         lines.append(f"{indent}</Layer>")
         return lines
 
     # -- 1.0.0 ----------------------------------------------------------------------
 
-    def _build_100(self) -> str:
+    def _build_100(self, view: Mapping[int, LayerView] | None = None) -> str:
         online = self.md.get("online_resource")
         lines = [
             '<?xml version="1.0"?>',
@@ -480,12 +560,18 @@ class CapabilitiesDocuments:
             "  </Request>",
             "  <Exception><Format><BLANK /><INIMAGE /><WMS_XML /></Format></Exception>",
         ]
-        lines += self._layer_100(self.root, "  ", is_root=True)
+        lines += self._layer_100(self.root, "  ", is_root=True, view=view)
         lines += ["</Capability>", "</WMT_MS_Capabilities>"]
         return "\n".join(lines)
 
-    def _layer_100(self, layer: WMSLayer, indent: str, is_root: bool = False) -> list[str]:
-        queryable = ' queryable="1"' if layer.queryable else ""
+    def _layer_100(
+        self,
+        layer: WMSLayer,
+        indent: str,
+        is_root: bool = False,
+        view: Mapping[int, LayerView] | None = None,
+    ) -> list[str]:
+        queryable = ' queryable="1"' if _is_queryable(layer, view) else ""
         lines = [f"{indent}<Layer{queryable}>"]
         inner = indent + "  "
         if layer.name:
@@ -493,16 +579,29 @@ class CapabilitiesDocuments:
         lines.append(f"{inner}<Title>{text(layer.title)}</Title>")
         if is_root:
             lines.append(f"{inner}<SRS>{text(' '.join(srs.code for srs in self.srs))}</SRS>")
-        info = self._layer_bboxes[id(layer)]
+        info = self._layer_bboxes[id(layer)] if view is None else view[id(layer)].bboxes
         minx, miny, maxx, maxy = info.llbbox
         lines.append(
             f'{inner}<LatLonBoundingBox minx="{number(minx)}" miny="{number(miny)}"'
             f' maxx="{number(maxx)}" maxy="{number(maxy)}" />'
         )
-        for child in layer.children:
-            lines += self._layer_100(child, inner)
+        for child in _children(layer, view):
+            lines += self._layer_100(child, inner, view=view)
         lines.append(f"{indent}</Layer>")
         return lines
+
+
+def _without_blank_lines(document: str) -> str:
+    lines = [line for line in document.split("\n") if line.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _is_queryable(layer: WMSLayer, view: Mapping[int, LayerView] | None) -> bool:
+    return layer.queryable if view is None else view[id(layer)].queryable
+
+
+def _children(layer: WMSLayer, view: Mapping[int, LayerView] | None) -> Sequence[WMSLayer]:
+    return layer.children if view is None else view[id(layer)].children
 
 
 def _is_mercator(srs: SRS) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from PIL import Image
 from pyproj.exceptions import ProjError
 
 from mapproxy.errors import MapProxyError
@@ -16,8 +18,11 @@ from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
 from mapproxy.layer.base import MapLayer, ResolutionRange, WMSLayer
+from mapproxy.layer.limit import Clip, LimitArea, apply_clip, clip_for
 from mapproxy.source.base import MapExtent, MapQuery
 from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersects
+
+log = logging.getLogger("mapproxy.service.wms")
 
 
 class RenderError(MapProxyError):
@@ -26,10 +31,23 @@ class RenderError(MapProxyError):
 
 @dataclass(frozen=True, slots=True)
 class RenderItem:
-    """One map layer to draw, with every res range from the requested node down to it."""
+    """One map layer to draw, with every res range from the requested node down to it.
+
+    ``owner`` is the name of the nearest named node at or above the layer's node: the
+    name authorization decides on.
+    """
 
     layer: MapLayer
     res_ranges: tuple[ResolutionRange, ...] = ()
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerAccess:
+    """What one request may draw: permitted owner names and the areas each is limited to."""
+
+    permitted: frozenset[str]
+    limits: Mapping[str, tuple[LimitArea, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -40,13 +58,22 @@ class RenderResult:
     errors: list[str] = field(default_factory=list)
 
 
-def expand_layer(node: WMSLayer, ranges: tuple[ResolutionRange, ...] = ()) -> list[RenderItem]:
-    """Map layers of ``node`` bottom to top: own content first, then each child."""
+def expand_layer(
+    node: WMSLayer, ranges: tuple[ResolutionRange, ...] = (), owner: str | None = None
+) -> list[RenderItem]:
+    """Map layers of ``node`` bottom to top.
+
+    A layer with its own sources draws only those (also when it has child layers, as
+    MapProxy does); a pure group draws its children in order.
+    """
     if node.res_range is not None:
         ranges = (*ranges, node.res_range)
-    items = [RenderItem(layer, ranges) for layer in node.map_layers]
+    owner = node.name or owner
+    if node.map_layers:
+        return [RenderItem(layer, ranges, owner) for layer in node.map_layers]
+    items: list[RenderItem] = []
     for child in node.children:
-        items.extend(expand_layer(child, ranges))
+        items.extend(expand_layer(child, ranges, owner))
     return items
 
 
@@ -79,23 +106,64 @@ class LayerRenderer:
         layer_names: Sequence[str],
         query: MapQuery,
         options: ImageOptions,
+        access: LayerAccess | None = None,
     ) -> RenderResult:
-        """Merge all layers of ``layer_names`` (bottom to top) for ``query``."""
-        items = self.visible_items(layer_names, query)
-        results, errors = self._query_layers([item.layer for item in items], query)
+        """Merge all layers of ``layer_names`` (bottom to top) for ``query``.
+
+        With ``access`` only permitted layers are drawn, each clipped to its limits.
+        """
+        clips = self.clips(layer_names, query, access) if access is not None else None
+        items = self.visible_items(layer_names, query, clips)
+        masks = [clips[item.owner].mask for item in items] if clips is not None else None
+        results, errors = self._query_layers([item.layer for item in items], query, masks)
         if errors and not results:
             raise RenderError("Could not get any sources:\n" + "\n".join(errors))
         if not results:
             return RenderResult(blank_image(query.size, options))
         return RenderResult(merge_images(results, query.size, options), errors)
 
-    def visible_items(self, layer_names: Sequence[str], query: MapQuery) -> list[RenderItem]:
-        """Items within their res ranges and extents, minus those an opaque layer hides."""
+    def leaf_names(self, layer_names: Sequence[str]) -> list[str]:
+        """Names authorization decides on for ``layer_names``: the named nodes with content.
+
+        Content of unnamed nodes belongs to their nearest named ancestor.
+        """
+        names: dict[str, None] = {}
+        for name in layer_names:
+            for item in self.items_by_name.get(name, ()):
+                if item.owner is not None:
+                    names[item.owner] = None
+        return list(names)
+
+    def clips(
+        self, layer_names: Sequence[str], query: MapQuery, access: LayerAccess
+    ) -> dict[str | None, Clip]:
+        """The clip of every permitted owner of ``layer_names`` (missing = not permitted)."""
+        clips: dict[str | None, Clip] = {}
+        for owner in self.leaf_names(layer_names):
+            if owner in access.permitted:
+                areas = access.limits.get(owner, ())
+                clips[owner] = clip_for(areas, query.bbox, query.size, query.srs)
+        return clips
+
+    def visible_items(
+        self,
+        layer_names: Sequence[str],
+        query: MapQuery,
+        clips: Mapping[str | None, Clip] | None = None,
+    ) -> list[RenderItem]:
+        """Items within their res ranges and extents, minus those an opaque layer hides.
+
+        With ``clips`` (per owner) items without a clip or clipped away are left out.
+        """
         bbox = query.bbox
         width = bbox[2] - bbox[0]
         visible: list[RenderItem] = []
         for name in layer_names:
             for item in self.items_by_name.get(name, ()):
+                if clips is not None:
+                    clip = clips.get(item.owner)
+                    if clip is None or clip.covers_nothing:
+                        continue
                 if not all(r.contains(width, query.size[0], query.srs) for r in item.res_ranges):
                     continue
                 extent_bbox = self._extent_in(item.layer.extent, query.srs)
@@ -106,6 +174,8 @@ class LayerRenderer:
             layer = visible[index].layer
             if layer.transparent:
                 continue
+            if clips is not None and not clips[visible[index].owner].covers_all:
+                continue  # a clipped layer hides nothing outside its area
             extent_bbox = self._extent_in(layer.extent, query.srs)
             if extent_bbox is not None and bbox_contains(extent_bbox, bbox):
                 return visible[index:]
@@ -133,17 +203,30 @@ class LayerRenderer:
         return bbox
 
     def _query_layers(
-        self, layers: Sequence[MapLayer], query: MapQuery
+        self,
+        layers: Sequence[MapLayer],
+        query: MapQuery,
+        masks: Sequence[Image.Image | None] | None = None,
     ) -> tuple[list[ImageResult], list[str]]:
-        """Results in layer order and error messages of failed layers."""
-        if self._executor is not None and len(layers) > 1:
-            outcomes = list(self._executor.map(lambda layer: _query(layer, query), layers))
+        """Results in layer order and error messages of failed layers.
+
+        ``masks`` (parallel to ``layers``) clip each result: transparent where 0.
+        """
+        jobs = list(zip(layers, masks or [None] * len(layers), strict=True))
+        if self._executor is not None and len(jobs) > 1:
+            outcomes = list(self._executor.map(lambda job: _query(job[0], job[1], query), jobs))
         else:
-            outcomes = [_query(layer, query) for layer in layers]
+            outcomes = [_query(layer, mask, query) for layer, mask in jobs]
         results: list[ImageResult] = []
         errors: list[str] = []
         for outcome in outcomes:
             if isinstance(outcome, MapProxyError):
+                log.warning(
+                    "layer error in GetMap for bbox %s (%s): %s",
+                    ",".join(str(v) for v in query.bbox),
+                    query.srs.code,
+                    outcome,
+                )
                 if self.raise_source_errors:
                     raise RenderError(str(outcome)) from outcome
                 errors.append(str(outcome))
@@ -152,8 +235,18 @@ class LayerRenderer:
         return results, errors
 
 
-def _query(layer: MapLayer, query: MapQuery) -> ImageResult | MapProxyError:
+def _query(
+    layer: MapLayer, mask: Image.Image | None, query: MapQuery
+) -> ImageResult | MapProxyError:
     try:
-        return layer.get_map(query)
+        result = layer.get_map(query)
     except MapProxyError as error:
         return error
+    if mask is None:
+        return result
+    return ImageResult(
+        apply_clip(result.as_image(), mask),
+        size=query.size,
+        transparent=True,
+        cacheable=result.cacheable,
+    )

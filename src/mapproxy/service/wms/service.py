@@ -14,6 +14,8 @@ from mapproxy.image.message import message_image
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
 from mapproxy.layer.base import WMSLayer
+from mapproxy.layer.limit import LimitArea
+from mapproxy.service.authorize import AUTHORIZE_KEY, Authorization, authorize
 from mapproxy.service.base import (
     InvalidRequest,
     no_cache,
@@ -23,7 +25,7 @@ from mapproxy.service.base import (
 )
 from mapproxy.service.wms.capabilities import CAPABILITIES_CONTENT_TYPES, CapabilitiesDocuments
 from mapproxy.service.wms.exceptions import exception_response, xml_exception_response
-from mapproxy.service.wms.render import LayerRenderer, RenderError
+from mapproxy.service.wms.render import LayerAccess, LayerRenderer, RenderError
 from mapproxy.service.wms.request import (
     FormatTable,
     GetMapParser,
@@ -108,7 +110,7 @@ class WMSService:
         except InvalidRequest as error:
             return xml_exception_response(version, error.message, error.code)
         if operation == "GetMap":
-            return self.get_map(params, version)
+            return self.get_map(params, version, request.environ)
         if operation == "GetCapabilities":
             return self.get_capabilities(request, version)
         return xml_exception_response(
@@ -117,11 +119,30 @@ class WMSService:
 
     def get_capabilities(self, request: Request, version: str) -> Response:
         """The capabilities document of ``version`` with this request's public URL."""
-        body = self.capabilities.render(version, request_base_url(request))
+        view = None
+        callback = request.environ.get(AUTHORIZE_KEY)
+        if callback is not None:
+            auth = authorize(
+                callback, request.environ, "wms.capabilities", list(self.layers_by_name)
+            )
+            denial = auth.denial
+            if denial is not None:
+                return xml_exception_response(version, denial[1], status=denial[0])
+            if not auth.is_full:
+                view = self.capabilities.authorized_view(
+                    auth.permits,
+                    lambda name: auth.map_limits(name) if name else _request_limits(auth),
+                )
+        body = self.capabilities.render(version, request_base_url(request), view)
         return xml_response(body, CAPABILITIES_CONTENT_TYPES[version])
 
-    def get_map(self, params: Mapping[str, str], version: str) -> Response:
-        """Validate, render, merge and encode a GetMap request."""
+    def get_map(
+        self,
+        params: Mapping[str, str],
+        version: str,
+        environ: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Validate, authorize, render, merge and encode a GetMap request."""
         context = self.parser.exception_context(params, version)
         try:
             map_request = self.parser.parse(params, version)
@@ -129,6 +150,16 @@ class WMSService:
             return xml_exception_response(version, error.message, error.code)
         except InvalidRequest as error:
             return exception_response(context, error.message, error.code)
+
+        access = None
+        callback = environ.get(AUTHORIZE_KEY) if environ is not None else None
+        if callback is not None:
+            assert environ is not None
+            access_or_denial = self._map_access(callback, environ, map_request)
+            if isinstance(access_or_denial, tuple):
+                status, message = access_or_denial
+                return xml_exception_response(version, message, status=status)
+            access = access_or_denial
 
         options = map_request.format.options.updated(
             transparent=map_request.transparent, bgcolor=map_request.bgcolor
@@ -143,7 +174,7 @@ class WMSService:
             dimensions=map_request.dimensions,
         )
         try:
-            rendered = self.renderer.render(map_request.layers, query, options)
+            rendered = self.renderer.render(map_request.layers, query, options, access)
         except RenderError as error:
             return exception_response(context, str(error))
 
@@ -185,8 +216,36 @@ class WMSService:
         response = Response(body, mimetype=mimetype)
         return response if cacheable else no_cache(response)
 
+    def _map_access(
+        self, callback: Any, environ: Mapping[str, Any], map_request: GetMapRequest
+    ) -> LayerAccess | tuple[int, str] | None:
+        """What the GetMap may draw, (status, message) if refused, None if unrestricted.
+
+        An explicitly requested layer that is not permitted refuses the whole request;
+        layers only reached through a requested group are left out silently.
+        """
+        leaves = self.renderer.leaf_names(map_request.layers)
+        query_extent = (map_request.srs.code, map_request.bbox)
+        auth = authorize(callback, environ, "wms.map", leaves, query_extent)
+        denial = auth.denial
+        if denial is not None:
+            return denial
+        if auth.is_full:
+            return None
+        permitted = frozenset(name for name in leaves if auth.permits(name, "map"))
+        leaf_set = set(leaves)
+        for name in map_request.layers:
+            if name in leaf_set and name not in permitted:
+                return 403, "forbidden"
+        limits = {name: auth.map_limits(name) for name in permitted}
+        return LayerAccess(permitted, {name: areas for name, areas in limits.items() if areas})
+
     def _encode(self, image: ImageResult, options: ImageOptions, request: GetMapRequest) -> bytes:
         """Encoded output; TIFF gets GeoTIFF tags for the request bbox and SRS."""
         if options.mime_type in _TIFF_TYPES:
             return encode_image(image.as_image(), options, bbox=request.bbox, srs=request.srs)
         return image.as_bytes(options)
+
+
+def _request_limits(auth: Authorization) -> tuple[LimitArea, ...]:
+    return () if auth.limited_to is None else (auth.limited_to,)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -42,31 +42,44 @@ class CapabilitiesTemplate:
         self, md: Mapping[str, Any], layers: WMTSLayers, rest_template: str | None = None
     ) -> None:
         encoding = "KVP" if rest_template is None else "RESTful"
-        parts = [
-            '<?xml version="1.0"?>\n',
-            _ROOT,
-            _service_identification(md),
-            _service_provider(md),
-            _operations_metadata(encoding),
-            "  <Contents>\n",
+        self._head = "".join(
+            [
+                '<?xml version="1.0"?>\n',
+                _ROOT,
+                _service_identification(md),
+                _service_provider(md),
+                _operations_metadata(encoding),
+                "  <Contents>\n",
+            ]
+        )
+        self._layer_parts = [
+            (name, _layer(group, rest_template)) for name, group in layers.layers_by_name.items()
         ]
-        for group in layers.layers_by_name.values():
-            parts.append(_layer(group, rest_template))
-        for grid_name, grid in layers.grids.items():
-            parts.append(_tile_matrix_set(grid_name, grid))
-        parts.append("  </Contents>\n")
+        tail = [_tile_matrix_set(grid_name, grid) for grid_name, grid in layers.grids.items()]
+        tail.append("  </Contents>\n")
         if rest_template is not None:
-            parts.append(
+            tail.append(
                 f'  <ServiceMetadataURL xlink:href="{BASE_URL}/wmts/1.0.0/WMTSCapabilities.xml"/>\n'
             )
-        parts.append("</Capabilities>")
-        self.template = "".join(parts)
+        tail.append("</Capabilities>")
+        self._tail = "".join(tail)
+        self.template = self._document(None)
 
-    def render(self, service_url: str, base_url: str) -> str:
-        """The document for one request; URLs are raw (escaped here)."""
-        return self.template.replace(SERVICE_URL, _attr(service_url)).replace(
-            BASE_URL, _attr(base_url)
+    def _document(self, permitted: Container[str] | None) -> str:
+        layers = "".join(
+            part for name, part in self._layer_parts if permitted is None or name in permitted
         )
+        return self._head + layers + self._tail
+
+    def render(
+        self, service_url: str, base_url: str, permitted: Container[str] | None = None
+    ) -> str:
+        """The document for one request; URLs are raw (escaped here).
+
+        ``permitted`` limits the listed layers (authorization); None lists all.
+        """
+        template = self.template if permitted is None else self._document(permitted)
+        return template.replace(SERVICE_URL, _attr(service_url)).replace(BASE_URL, _attr(base_url))
 
 
 def _text(value: Any, default: str = "") -> str:

@@ -9,7 +9,15 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from mapproxy.errors import ConfigurationError
+from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.layer.base import TileLayer
+from mapproxy.layer.limit import CLIP_ALL
+from mapproxy.service.authorize import (
+    AUTHORIZE_KEY,
+    authorize,
+    authorize_tile,
+    clipped_tile_response,
+)
 from mapproxy.service.base import (
     query_params,
     request_base_url,
@@ -20,6 +28,8 @@ from mapproxy.service.base import (
 from mapproxy.service.wmts.capabilities import CAPABILITIES_CONTENT_TYPE, CapabilitiesTemplate
 from mapproxy.service.wmts.tile_sets import (
     WMTSError,
+    WMTSLayers,
+    WMTSTileSet,
     collect_layers,
     exception_response,
     format_message,
@@ -88,8 +98,7 @@ class WMTSService:
             parse_index(params["tilecol"], "TileCol"),
             parse_index(params["tilerow"], "TileRow"),
         )
-        tile = tile_set.load(coord)
-        return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
+        return _tile(request, tile_set, coord, self.max_tile_age_seconds)
 
     def _get_featureinfo(self, params: dict[str, str]) -> Response:
         _check_params(params, _FEATUREINFO_PARAMS)
@@ -97,8 +106,53 @@ class WMTSService:
         raise WMTSError(f"unknown infoformat: {params['infoformat']}", "InvalidParameterValue")
 
     def _get_capabilities(self, request: Request) -> Response:
-        body = self._capabilities.render(request_base_url(request) + "?", script_url(request))
+        permitted = _permitted_layers(request, self.layers)
+        if isinstance(permitted, Response):
+            return permitted
+        body = self._capabilities.render(
+            request_base_url(request) + "?", script_url(request), permitted
+        )
         return xml_response(body, CAPABILITIES_CONTENT_TYPE)
+
+
+def _tile(
+    request: Request, tile_set: WMTSTileSet, coord: TileCoord, max_tile_age_seconds: int
+) -> Response:
+    """The tile response, authorized and clipped when the request carries a callback."""
+    clip = CLIP_ALL
+    callback = request.environ.get(AUTHORIZE_KEY)
+    if callback is not None:
+        access = authorize_tile(callback, request.environ, "wmts", tile_set.layer, coord)
+        if isinstance(access, tuple):
+            return _denied(*access)
+        clip = access
+        if clip.covers_nothing:
+            return clipped_tile_response(None, clip, tile_set.layer.grid.tile_size)
+    tile = tile_set.load(coord)
+    if not clip.covers_all:
+        return clipped_tile_response(tile.data, clip, tile_set.layer.grid.tile_size)
+    return tile_response(request, tile, tile_set.mimetype, max_tile_age_seconds)
+
+
+def _permitted_layers(request: Request, layers: WMTSLayers) -> Response | set[str] | None:
+    """Layer names the capabilities may list (None: all), or the refusal response."""
+    callback = request.environ.get(AUTHORIZE_KEY)
+    if callback is None:
+        return None
+    names = list(layers.layers_by_name)
+    auth = authorize(callback, request.environ, "wmts", names)
+    denial = auth.denial
+    if denial is not None:
+        return _denied(*denial)
+    if auth.is_full:
+        return None
+    return {name for name in names if auth.permits(name, "tile")}
+
+
+def _denied(status: int, message: str) -> Response:
+    response = exception_response(WMTSError(message))
+    response.status_code = status
+    return response
 
 
 def _check_params(params: Mapping[str, str], names: Sequence[str]) -> None:
@@ -173,12 +227,14 @@ class WMTSRestService:
             parse_index(match["TileCol"], "TileCol"),
             parse_index(match["TileRow"], "TileRow"),
         )
-        tile = tile_set.load(coord)
-        return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
+        return _tile(request, tile_set, coord, self.max_tile_age_seconds)
 
     def _get_capabilities(self, request: Request) -> Response:
+        permitted = _permitted_layers(request, self.layers)
+        if isinstance(permitted, Response):
+            return permitted
         base = script_url(request)
-        body = self._capabilities.render(f"{base}/wmts?", base)
+        body = self._capabilities.render(f"{base}/wmts?", base, permitted)
         return xml_response(body, CAPABILITIES_CONTENT_TYPE)
 
 
