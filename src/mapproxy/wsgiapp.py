@@ -53,8 +53,12 @@ class MapProxyApp:
         if "tms" in services:
             handlers["tms"] = services["tms"]
             handlers["tiles"] = services["tms"]
+        if "kml" in services:
+            handlers["kml"] = services["kml"]
         if "wmts" in services:
             handlers["wmts"] = services["wmts"]
+        if "ogcapi" in services:
+            handlers["ogcapi"] = services["ogcapi"]
         if built.demo_enabled:
             from mapproxy.service.demo.service import DemoService
 

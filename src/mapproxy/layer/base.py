@@ -10,6 +10,8 @@ from mapproxy.cache.base import Tile
 from mapproxy.grid.tile_grid import TileCoord, TileGrid
 from mapproxy.image.result import ImageResult
 from mapproxy.source.base import MapExtent, MapQuery
+from mapproxy.source.featureinfo import InfoSource
+from mapproxy.source.legend import LegendSource
 from mapproxy.srs import SRS
 
 
@@ -50,7 +52,8 @@ class WMSLayer:
 
     ``map_layers`` are this node's own content, bottom to top; ``children`` nest.
     A named node is requestable; rendering a group renders its own content and then
-    each child, in order. ``md`` is the raw ``md`` config dict.
+    each child, in order. ``md`` is the raw ``md`` config dict. ``info_sources`` answer
+    GetFeatureInfo and ``legend_sources`` GetLegendGraphic for this node's own content.
     """
 
     name: str | None
@@ -62,6 +65,8 @@ class WMSLayer:
     res_range: ResolutionRange | None = None
     queryable: bool = False
     transparent: bool = False
+    info_sources: list[InfoSource] = field(default_factory=list)
+    legend_sources: list[LegendSource] = field(default_factory=list)
 
     def renderable_layers(self) -> list[tuple[WMSLayer, MapLayer]]:
         """(node, map layer) pairs to draw for this node, bottom to top: its own sources if

@@ -400,14 +400,20 @@ def test_unknown_request_type(client: Client) -> None:
     assert exception_text(response) == (None, "unknown WMS request type 'foo'")
 
 
-@pytest.mark.parametrize("request_name", ["GetFeatureInfo", "GetLegendGraphic"])
-def test_not_yet_supported_operations(client: Client, request_name: str) -> None:
-    response = client.get("/service", query_string={"REQUEST": request_name, "VERSION": "1.1.1"})
+@pytest.mark.parametrize(
+    ("request_name", "message"),
+    [
+        ("GetFeatureInfo", "missing parameters ['layers', 'srs', 'bbox', 'width', 'height']"),
+        ("GetLegendGraphic", "missing parameters ['layer']"),
+    ],
+)
+def test_featureinfo_and_legend_are_dispatched(
+    client: Client, request_name: str, message: str
+) -> None:
+    query = {"REQUEST": request_name, "VERSION": "1.1.1", "FORMAT": "image/png"}
+    response = client.get("/service", query_string=query)
     assert response.status_code == 500
-    assert exception_text(response) == (
-        "OperationNotSupported",
-        f"{request_name} is not supported",
-    )
+    assert exception_text(response) == (None, message)
 
 
 def test_inimage_exception(client: Client) -> None:

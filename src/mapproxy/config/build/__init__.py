@@ -77,7 +77,7 @@ class ConfigBuilder:
         self._grids = GridBuilder(config.grids, self.globals)
         self._sources = SourceBuilder(config, self._paths, self._grids)
         self._caches = CacheBuilder(config, self._paths, self._grids, self._sources)
-        self._layers = LayerBuilder(config, self._caches)
+        self._layers = LayerBuilder(config, self._caches, self._sources)
 
     def path(self, value: str) -> str:
         """``value`` resolved against the directory of the main config file."""

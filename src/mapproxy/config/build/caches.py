@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mapproxy.config.build.cache_storage import CacheStorageBuilder
@@ -39,6 +39,9 @@ class BuiltCache:
     extent: MapExtent
     # from the coverage or the sources; None: each grid's bbox is the extent
     data_extent: MapExtent | None = None
+    # feature info and legend sources among the cache's sources (and their caches')
+    info_sources: list[Any] = field(default_factory=list)
+    legend_sources: list[Any] = field(default_factory=list)
 
     def grid_extent(self, grid: TileGrid) -> MapExtent:
         """The extent of the tiles in ``grid`` (as the reference limits tile layers)."""
@@ -100,11 +103,21 @@ class CacheBuilder:
                 f"{path}.sources: band merging is not supported by this version yet"
             )
         sources: list[MapSource] = []
+        info_sources: list[Any] = []
+        legend_sources: list[Any] = []
         for index, ref in enumerate(conf.sources):
-            resolved = self.resolve(ref, f"{path}.sources[{index}]")
+            ref_path = f"{path}.sources[{index}]"
+            resolved = self.resolve(ref, ref_path)
             if isinstance(resolved, BuiltCache):
                 sources.append(resolved.map_layer)  # type: ignore[arg-type]
-            else:
+                info_sources += resolved.info_sources
+                legend_sources += resolved.legend_sources
+                continue
+            info = self._sources.info_source(ref, ref_path)
+            legend = self._sources.legend_source(ref, ref_path)
+            info_sources += [info] if info is not None else []
+            legend_sources += [legend] if legend is not None else []
+            if self._sources.is_map_source(ref):
                 sources.append(resolved)
         grid_names = conf.grids
         if not grid_names:
@@ -137,7 +150,10 @@ class CacheBuilder:
             transparent=transparent,
             max_tile_limit=self._globals.cache.max_tile_limit,
         )
-        return BuiltCache(name, tile_managers, map_layer, image_options, extent, data_extent)
+        built = BuiltCache(name, tile_managers, map_layer, image_options, extent, data_extent)
+        built.info_sources = info_sources
+        built.legend_sources = legend_sources
+        return built
 
     def _tile_manager(
         self,

@@ -7,6 +7,7 @@ from typing import Any
 from mapproxy.config.build.caches import BuiltCache, CacheBuilder
 from mapproxy.config.build.extents import WORLD_EXTENT, union_extent
 from mapproxy.config.build.services import service_md
+from mapproxy.config.build.sources import SourceBuilder
 from mapproxy.config.models.layers import LayerConfig
 from mapproxy.config.validate import ProxyConfig, source_name
 from mapproxy.errors import ConfigurationError
@@ -18,9 +19,10 @@ from mapproxy.layer.cache_layer import CacheMapLayer, DirectMapLayer
 class LayerBuilder:
     """Builds the WMS layer tree from ``layers``; collects the tile layers on the way."""
 
-    def __init__(self, config: ProxyConfig, caches: CacheBuilder) -> None:
+    def __init__(self, config: ProxyConfig, caches: CacheBuilder, sources: SourceBuilder) -> None:
         self._config = config
         self._caches = caches
+        self._sources = sources
 
     def build_layers(self) -> tuple[WMSLayer | None, list[TileLayer]]:
         """The WMS root layer and the tile layers for TMS/WMTS."""
@@ -40,6 +42,7 @@ class LayerBuilder:
             title=str(wms_md.get("title", "MapProxy WMS")),
             extent=extent,
             children=top,
+            queryable=any(layer.queryable for layer in top),
         )
         return root, tile_layers
 
@@ -47,12 +50,22 @@ class LayerBuilder:
         res_range = _res_range(conf)
         map_layers: list[Any] = []
         caches_used: list[str] = []
+        info_sources: list[Any] = []
+        legend_sources: list[Any] = []
         for index, ref in enumerate(conf.sources or []):
             ref_path = f"{path}.sources[{index}]"
             resolved = self._caches.resolve(ref, ref_path)
             if isinstance(resolved, BuiltCache):
                 caches_used.append(resolved.name)
                 map_layers.append(resolved.map_layer)
+                info_sources += resolved.info_sources
+                legend_sources += resolved.legend_sources
+                continue
+            info = self._sources.info_source(ref, ref_path)
+            legend = self._sources.legend_source(ref, ref_path)
+            info_sources += [info] if info is not None else []
+            legend_sources += [legend] if legend is not None else []
+            if not self._sources.is_map_source(ref):
                 continue
             base = source_name(ref)
             if self._config.sources[base].type == "tile":
@@ -84,6 +97,12 @@ class LayerBuilder:
             transparent=all(getattr(m, "transparent", False) for m in map_layers)
             if map_layers
             else True,
+            queryable=bool(info_sources)
+            or (not map_layers and any(child.queryable for child in children)),
+            info_sources=info_sources,
+            legend_sources=(
+                [self._sources.static_legend(conf.legendurl)] if conf.legendurl else legend_sources
+            ),
         )
         if conf.name:
             tile_cache_names = conf.tile_sources or (

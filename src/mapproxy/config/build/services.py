@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mapproxy.config.build.images import build_image_options
@@ -36,11 +37,17 @@ def build_services(
     wms_md = service_md(config, "wms")
     wms_md.setdefault("title", "MapProxy WMS")
     if "wms" in configured:
-        services["wms"] = _wms_service(configured["wms"], root_layer, wms_md, config.globals.image)
+        services["wms"] = _wms_service(
+            configured["wms"], root_layer, wms_md, config.globals.image, config
+        )
     if "tms" in configured:
         services["tms"] = _tms_service(configured["tms"], tile_layers, wms_md, max_age)
+    if "kml" in configured:
+        services["kml"] = _kml_service(configured["kml"], tile_layers, wms_md, max_age)
     if "wmts" in configured:
         services.update(_wmts_services(configured["wmts"], tile_layers, wms_md, max_age))
+    if "ogcapi" in configured:
+        services["ogcapi"] = _ogcapi_service(config, root_layer, tile_layers, max_age)
     return services
 
 
@@ -49,6 +56,7 @@ def _wms_service(
     root_layer: WMSLayer | None,
     md: dict[str, Any],
     image_globals: ImageGlobalsConfig,
+    config: ProxyConfig,
 ) -> Any:
     from mapproxy.service.wms.service import WMSService
 
@@ -85,6 +93,13 @@ def _wms_service(
         on_source_errors=conf.on_source_errors,
         attribution=attribution,
         concurrent_layer_renderer=conf.concurrent_layer_renderer,
+        featureinfo_types=conf.featureinfo_types
+        or list(conf.featureinfo_xslt or {})
+        or ["text", "html", "xml"],
+        featureinfo_xslt={
+            kind: os.path.normpath(os.path.join(config.config_dir or os.getcwd(), path))
+            for kind, path in (conf.featureinfo_xslt or {}).items()
+        },
     )
 
 
@@ -98,6 +113,19 @@ def _tms_service(
         {**wms_md, **(conf.md or {})},
         use_grid_names=conf.use_grid_names,
         origin=conf.origin,
+        max_tile_age_seconds=max_age,
+    )
+
+
+def _kml_service(
+    conf: Any, tile_layers: list[TileLayer], wms_md: dict[str, Any], max_age: int
+) -> Any:
+    from mapproxy.service.kml import KMLService
+
+    return KMLService(
+        tile_layers,
+        {**wms_md, **(conf.md or {})},
+        use_grid_names=conf.use_grid_names,
         max_tile_age_seconds=max_age,
     )
 
@@ -121,3 +149,51 @@ def _wmts_services(
             kwargs["template"] = conf.restful_template
         services["wmts"] = WMTSRestService(tile_layers, md, **kwargs)
     return services
+
+
+def _ogcapi_service(
+    config: ProxyConfig, root_layer: WMSLayer | None, tile_layers: list[TileLayer], max_age: int
+) -> Any:
+    """The OGC API service; grids are all built-in and configured grids."""
+    from mapproxy.config.build.grids import BUILTIN_GRIDS, GridBuilder
+    from mapproxy.service.ogcapi import OGCAPIOptions, OGCAPIService
+    from mapproxy.service.ogcapi.documents import WEB_MERCATOR_QUAD, TileMatrixSet
+
+    conf = config.services["ogcapi"]
+    if root_layer is None:
+        raise ConfigurationError("layers: found no layer (the ogcapi service needs layers)")
+    grids = GridBuilder(config.grids, config.globals)
+    tile_matrix_sets = []
+    for name in dict.fromkeys([*BUILTIN_GRIDS, *config.grids]):
+        public = WEB_MERCATOR_QUAD if name == "GLOBAL_WEBMERCATOR" else name
+        tile_matrix_sets.append(TileMatrixSet(public, grids.grid(name)))
+    image_formats: dict[str, ImageOptions] = {}
+    for fmt in conf.image_formats or ["png", "jpeg"]:
+        format_options = build_image_options(config.globals.image, fmt)
+        mimetype = format_options.format.split(";")[0]
+        format_name = {"image/png": "png", "image/jpeg": "jpeg"}.get(mimetype)
+        if format_name is None:
+            raise ConfigurationError(f"services.ogcapi.image_formats: unsupported {fmt!r}")
+        image_formats[format_name] = format_options
+    max_pixels = 4000 * 4000
+    if isinstance(conf.max_output_pixels, list):
+        max_pixels = int(conf.max_output_pixels[0]) * int(conf.max_output_pixels[1])
+    elif conf.max_output_pixels is not None:
+        max_pixels = int(conf.max_output_pixels)
+    for index, code in enumerate(conf.map_srs or ()):
+        try:
+            get_srs(code)
+        except UnknownSRS as error:
+            raise ConfigurationError(f"services.ogcapi.map_srs[{index}]: {error}") from None
+    options = OGCAPIOptions(
+        md=dict(conf.md or {}),
+        map_srs=tuple(conf.map_srs or ("EPSG:4326", "EPSG:3857")),
+        image_formats=image_formats,
+        max_output_pixels=max_pixels,
+        on_source_errors=conf.on_source_errors,
+        attribution=(conf.attribution or {}).get("text"),
+        default_dataset_layers=tuple(conf.default_dataset_layers or ()),
+        concurrent_layer_renderer=conf.concurrent_layer_renderer,
+        max_tile_age_seconds=max_age,
+    )
+    return OGCAPIService(root_layer, tile_layers, tile_matrix_sets, options)

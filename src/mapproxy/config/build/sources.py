@@ -23,6 +23,8 @@ from mapproxy.config.validate import ProxyConfig
 from mapproxy.errors import ConfigurationError, MapProxyError
 from mapproxy.image.options import format_mime_type
 from mapproxy.source.base import MapSource
+from mapproxy.source.featureinfo import InfoSource
+from mapproxy.source.legend import LegendSource
 from mapproxy.srs import SRS, UnknownSRS, get_srs
 from mapproxy.util.registry import Registry
 
@@ -48,6 +50,7 @@ class SourceBuilder:
         self._paths = paths
         self._grids = grids
         self._built: dict[str, MapSource] = {}
+        self._extras: dict[str, Any] = {}  # feature info and legend sources by reference
         # the supported ``type``s; each builder takes the class from SOURCE_CLASSES
         self._builders: dict[str, Callable[..., MapSource]] = {
             "wms": self._build_wms,
@@ -72,6 +75,68 @@ class SourceBuilder:
             layers = self._tagged_layers(name, ref, tags, path)
             self._built[key] = self._build(name, layers=layers)
         return self._built[key]
+
+    def is_map_source(self, ref: str) -> bool:
+        """False for WMS sources with ``wms_opts.map: false`` (feature info only)."""
+        conf = self._config.sources[ref.partition(":")[0]]
+        return not (isinstance(conf, WMSSourceConfig) and not conf.wms_opts.map)
+
+    def info_source(self, ref: str, path: str) -> InfoSource | None:
+        """The feature info source of a WMS source with ``wms_opts.featureinfo``."""
+        conf = self._config.sources[ref.partition(":")[0]]
+        if not isinstance(conf, WMSSourceConfig) or not conf.wms_opts.featureinfo:
+            return None
+        key = f"info:{ref}"
+        if key not in self._extras:
+            from mapproxy.source.featureinfo import WMSInfoSource, XSLTransformer, info_type
+
+            opts = conf.wms_opts
+            xslt = None
+            if opts.featureinfo_xslt:
+                out_type = (
+                    info_type(opts.featureinfo_out_format) if opts.featureinfo_out_format else None
+                )
+                try:
+                    xslt = XSLTransformer(self._paths.path(opts.featureinfo_xslt), out_type)
+                except MapProxyError as error:
+                    raise ConfigurationError(f"{path}: {error}") from None
+            query_layers = opts.query_layers
+            if isinstance(query_layers, list):
+                query_layers = ",".join(query_layers)
+            self._extras[key] = WMSInfoSource(
+                self.source_ref(ref, path),  # type: ignore[arg-type]
+                query_layers=query_layers or None,
+                info_format=opts.featureinfo_format,
+                xslt=xslt,
+            )
+        return self._extras[key]  # type: ignore[no-any-return]
+
+    def legend_source(self, ref: str, path: str) -> LegendSource | None:
+        """The legend of a WMS source with ``legendgraphic`` or ``legendurl``."""
+        conf = self._config.sources[ref.partition(":")[0]]
+        if not isinstance(conf, WMSSourceConfig):
+            return None
+        opts = conf.wms_opts
+        if not opts.legendurl and not opts.legendgraphic:
+            return None
+        key = f"legend:{ref}"
+        if key not in self._extras:
+            from mapproxy.source.legend import WMSLegendSource
+
+            if opts.legendurl:
+                self._extras[key] = self.static_legend(opts.legendurl, conf.http)
+            else:
+                self._extras[key] = WMSLegendSource(self.source_ref(ref, path))  # type: ignore[arg-type]
+        return self._extras[key]  # type: ignore[no-any-return]
+
+    def static_legend(self, url: str, http: Any = None) -> LegendSource:
+        """A legend from an http(s) URL or a ``file://`` path (relative to the config)."""
+        from mapproxy.source.legend import StaticLegendSource
+
+        if url.startswith("file://"):
+            return StaticLegendSource(path=self._paths.path(url[len("file://") :]))
+        client = http_client(self._globals.http, http, self._paths, "mapproxy.source.wms")
+        return StaticLegendSource(url=url, client=client)
 
     def _tagged_layers(self, name: str, ref: str, tags: str, path: str) -> str:
         """The layers named in the tagged reference ``ref``; they must be in ``req.layers``."""

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from pyproj.exceptions import ProjError
@@ -25,6 +26,7 @@ from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
 # NUL never survives xml_safe(), so the markers cannot clash with escaped content.
 _URL_MARKER = "\x00URL\x00"  # operation URLs: the endpoint followed by "?"
 _SERVICE_URL_MARKER = "\x00SERVICE\x00"  # the service OnlineResource: the bare endpoint
+_LEGEND_MARKER = "\x00LEGEND{}\x00"  # width/height of the legend of the n-th legend layer
 _XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 _OGC_PIXEL_SIZE_M = 0.00028
 _MERCATOR_MAX_LAT = 85.0511287798066
@@ -97,8 +99,14 @@ class CapabilitiesDocuments:
         max_output_pixels: int,
         versions: Iterable[str],
         featureinfo_types: Sequence[str] = ("text", "html", "xml"),
+        legend_size: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.root = root
+        # layers with a legend get a LegendURL; its size is only known when fetched
+        self.legend_size = legend_size
+        self._legend_layers = [
+            node.name for node in root.iter_named() if node.name and node.legend_sources
+        ]
         self.md = md
         self.srs = list(srs)
         self.formats = formats
@@ -123,6 +131,11 @@ class CapabilitiesDocuments:
         else:
             document = _without_blank_lines(self._build(version, view))
         quoted = escape(xml_safe(url)).replace('"', "&quot;")
+        for index, name in enumerate(self._legend_layers):
+            marker = _LEGEND_MARKER.format(index)
+            if marker in document:
+                width, height = self.legend_size(name) if self.legend_size else (1, 1)
+                document = document.replace(marker, f'width="{width}" height="{height}"')
         document = document.replace(_URL_MARKER, quoted + "?")
         return document.replace(_SERVICE_URL_MARKER, quoted).encode("utf-8")
 
@@ -338,6 +351,28 @@ class CapabilitiesDocuments:
         lines.append(f"    </{name}>")
         return lines
 
+    def _legend_style(self, layer: WMSLayer, indent: str, xlink_ns: str) -> list[str]:
+        """Style ``default`` with a LegendURL to our GetLegendGraphic (legend layers)."""
+        if not layer.name or layer.name not in self._legend_layers:
+            return []
+        marker = _LEGEND_MARKER.format(self._legend_layers.index(layer.name))
+        query = (
+            f"format=image%2Fpng&amp;layer={escape(quote(layer.name, safe=''))}"
+            "&amp;sld_version=1.1.0&amp;request=GetLegendGraphic&amp;service=WMS"
+            "&amp;version=1.1.1&amp;styles="
+        )
+        return [
+            f"{indent}<Style>",
+            f"{indent}  <Name>default</Name>",
+            f"{indent}  <Title>default</Title>",
+            f"{indent}  <LegendURL {marker}>",
+            f"{indent}    <Format>image/png</Format>",
+            f'{indent}    <OnlineResource{xlink_ns} xlink:type="simple"'
+            f' xlink:href="{_URL_MARKER}{query}" />',
+            f"{indent}  </LegendURL>",
+            f"{indent}</Style>",
+        ]
+
     def _featureinfo_formats(self, version: str) -> list[str]:
         result: list[str] = []
         for info_type in self.featureinfo_types:
@@ -369,6 +404,9 @@ class CapabilitiesDocuments:
         lines += self._operation("GetCapabilities", ["application/vnd.ogc.wms_xml"], xlink_ns)
         lines += self._operation("GetMap", [f.name for f in self.formats.formats], xlink_ns)
         lines += self._operation("GetFeatureInfo", self._featureinfo_formats(version), xlink_ns)
+        if self._legend_layers:
+            formats = [f.name for f in self.formats.formats]
+            lines += self._operation("GetLegendGraphic", formats, xlink_ns)
         lines += [
             "  </Request>",
             "  <Exception>",
@@ -419,6 +457,7 @@ class CapabilitiesDocuments:
                 f"{inner}  <OnlineResource {_XLINK} xlink:href={attr(entry.get('url', ''))}/>",
                 f"{inner}</MetadataURL>",
             ]
+        lines += self._legend_style(layer, inner, f" {_XLINK}")
         lines += _scale_hint(layer.res_range, inner)
         for child in _children(layer, view):
             lines += self._layer_111(child, inner, view=view)
@@ -447,6 +486,9 @@ class CapabilitiesDocuments:
         lines += self._operation("GetCapabilities", ["text/xml"], "")
         lines += self._operation("GetMap", [f.name for f in self.formats.formats], "")
         lines += self._operation("GetFeatureInfo", self._featureinfo_formats("1.3.0"), "")
+        if self._legend_layers:
+            formats = [f.name for f in self.formats.formats]
+            lines += self._operation("sld:GetLegendGraphic", formats, "")
         lines += [
             "  </Request>",
             "  <Exception>",
@@ -525,6 +567,7 @@ class CapabilitiesDocuments:
                     f"{inner}  {_online_resource(entry.get('url', ''))}",
                     f"{inner}</{element}>",
                 ]
+        lines += self._legend_style(layer, inner, "")
         lines += _scale_denominators(layer.res_range, inner)
         for child in _children(layer, view):
             lines += self._layer_130(child, inner, view=view)

@@ -25,6 +25,8 @@ from mapproxy.service.base import (
 )
 from mapproxy.service.wms.capabilities import CAPABILITIES_CONTENT_TYPES, CapabilitiesDocuments
 from mapproxy.service.wms.exceptions import exception_response, xml_exception_response
+from mapproxy.service.wms.featureinfo import FeatureInfoHandler
+from mapproxy.service.wms.legend import LegendHandler
 from mapproxy.service.wms.render import LayerAccess, LayerRenderer, RenderError
 from mapproxy.service.wms.request import (
     FormatTable,
@@ -68,6 +70,7 @@ class WMSService:
         attribution: str | None = None,
         concurrent_layer_renderer: int = 1,
         featureinfo_types: Sequence[str] = DEFAULT_FEATUREINFO_TYPES,
+        featureinfo_xslt: Mapping[str, str] | None = None,
     ) -> None:
         md = md or {}
         self.root_layer = root_layer
@@ -90,6 +93,10 @@ class WMSService:
             list(self.layers_by_name), self.formats, self.srs, max_output_pixels
         )
         self.renderer = LayerRenderer(root_layer, on_source_errors, concurrent_layer_renderer)
+        self.featureinfo = FeatureInfoHandler(
+            self.layers_by_name, self.parser, strict, featureinfo_xslt
+        )
+        self.legends = LegendHandler(self.layers_by_name, self.formats, strict)
         self.capabilities = CapabilitiesDocuments(
             root_layer,
             md,
@@ -99,6 +106,7 @@ class WMSService:
             max_output_pixels,
             self.versions,
             featureinfo_types,
+            legend_size=self.legends.legend_size,
         )
 
     def handle(self, request: Request) -> Response:
@@ -113,6 +121,10 @@ class WMSService:
             return self.get_map(params, version, request.environ)
         if operation == "GetCapabilities":
             return self.get_capabilities(request, version)
+        if operation == "GetFeatureInfo":
+            return self.featureinfo.handle(params, version, request.environ, xml_exception_response)
+        if operation == "GetLegendGraphic":
+            return self.legends.handle(params, version, xml_exception_response)
         return xml_exception_response(
             version, f"{operation} is not supported", "OperationNotSupported"
         )
