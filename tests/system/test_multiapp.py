@@ -569,3 +569,41 @@ def test_make_wsgi_app_makes_the_directory_absolute(
     assert app.config_dir == str(projects)
     monkeypatch.chdir(projects)
     assert title(Client(app), "one") == "Project one"
+
+
+def test_authorize_callback_sees_the_instance_and_can_refuse_per_instance(tmp_path: Path) -> None:
+    (tmp_path / "open.yaml").write_text(INSTANCE.format(title="Open"))
+    (tmp_path / "closed.yaml").write_text(INSTANCE.format(title="Closed"))
+    calls: list[tuple[str, str, list[str]]] = []
+
+    def authorize(service: str, layers: list[str], environ: dict[str, Any], **kw: Any) -> dict:
+        instance = environ["mapproxy.instance_name"]
+        calls.append((instance, service, list(layers)))
+        return {"authorized": "none" if instance == "closed" else "full"}
+
+    multiapp = make_wsgi_app(str(tmp_path), allow_listing=True)
+
+    def with_auth(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["mapproxy.authorize"] = authorize
+        return multiapp(environ, start_response)
+
+    client = Client(with_auth)
+    getmap = {
+        "SERVICE": "WMS",
+        "REQUEST": "GetMap",
+        "VERSION": "1.1.1",
+        "LAYERS": "dbg",
+        "STYLES": "",
+        "SRS": "EPSG:4326",
+        "BBOX": "0,0,10,10",
+        "WIDTH": "64",
+        "HEIGHT": "64",
+        "FORMAT": "image/png",
+    }
+    response = client.get("/open/service", query_string=getmap)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    response = client.get("/closed/service", query_string=getmap)
+    assert response.status_code == 403
+    assert b"ServiceException" in response.data
+    assert calls == [("open", "wms.map", ["dbg"]), ("closed", "wms.map", ["dbg"])]
