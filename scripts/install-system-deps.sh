@@ -22,6 +22,7 @@ PACKAGES=(
   python3-venv              # venv for mod_wsgi's Python (tests build it on first run)
   chromium                  # headless browser for tests/integration/test_demo_browser.py
   fonts-liberation          # readable text in its screenshots (a Recommends of chromium)
+  gdal-bin                  # gdalinfo/gdal_translate in tests/integration/test_gdal_cli.py
 )
 PACKAGES+=("$@")
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from mapproxy.cache.base import Tile
 from mapproxy.grid.tile_grid import TileCoord, TileGrid
 from mapproxy.image.result import ImageResult
+from mapproxy.layer.dimensions import Dimension
 from mapproxy.source.base import MapExtent, MapQuery
 from mapproxy.source.featureinfo import InfoSource
 from mapproxy.source.legend import LegendSource
@@ -67,6 +68,7 @@ class WMSLayer:
     transparent: bool = False
     info_sources: list[InfoSource] = field(default_factory=list)
     legend_sources: list[LegendSource] = field(default_factory=list)
+    dimensions: Mapping[str, Dimension] = field(default_factory=dict)
 
     def renderable_layers(self) -> list[tuple[WMSLayer, MapLayer]]:
         """(node, map layer) pairs to draw for this node, bottom to top: its own sources if
@@ -86,6 +88,20 @@ class WMSLayer:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class TileLegend:
+    """LegendURL settings of a tile layer for WMTS capabilities.
+
+    ``kvp_url``/``rest_url`` are templates with ``{base_url}`` and ``{layer_name}``;
+    ``has_static_legend`` is True when the layer has a ``legendurl`` (then WMS
+    GetLegendGraphic is the default where no template is set).
+    """
+
+    kvp_url: str | None = None
+    rest_url: str | None = None
+    has_static_legend: bool = False
+
+
 class TileProvider(Protocol):
     """Loads tiles of one grid (a TileManager)."""
 
@@ -100,6 +116,8 @@ class TileLayer:
 
     ``format`` is the mime type stored in the cache (``image/png``); ``extension`` the
     URL extension (``png``, ``jpeg``). ``extent`` is the layer's data extent.
+    ``info_sources`` answer WMTS GetFeatureInfo (the layer's feature info sources).
+    ``legend`` holds the WMTS LegendURL settings.
     """
 
     name: str
@@ -110,11 +128,29 @@ class TileLayer:
     extension: str
     extent: MapExtent
     md: Mapping[str, Any] = field(default_factory=dict)
+    info_sources: list[InfoSource] = field(default_factory=list)
+    legend: TileLegend | None = None
+    dimensions: Mapping[str, Dimension] = field(default_factory=dict)
+
+    @property
+    def queryable(self) -> bool:
+        """True if feature info can be requested for this layer."""
+        return bool(self.info_sources)
 
     @property
     def grid_name(self) -> str:
         return self.grid.name or self.grid.srs.srs_code_no_colon
 
-    def load_tile(self, coord: TileCoord, with_metadata: bool = False) -> Tile:
-        """The tile at ``coord`` (internal numbering, grid origin)."""
+    def load_tile(
+        self,
+        coord: TileCoord,
+        with_metadata: bool = False,
+        dimensions: Mapping[str, str] | None = None,
+    ) -> Tile:
+        """The tile at ``coord`` (internal numbering, grid origin); ``dimensions`` are
+        passed to the sources of caches with disabled storage."""
+        if dimensions:
+            load: Any = self.tile_manager.load_tile
+            tile: Tile = load(coord, with_metadata=with_metadata, dimensions=dimensions)
+            return tile
         return self.tile_manager.load_tile(coord, with_metadata=with_metadata)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from mapproxy.cache.base import Tile
 from mapproxy.errors import MapProxyError, NoTiles, TransformationError
@@ -28,7 +28,8 @@ class GridTileLoader(Protocol):
     grid: TileGrid
 
     def load_tiles(self, coords: Sequence[TileCoord]) -> list[Tile]:
-        """Tiles for ``coords`` in the same order, created where missing."""
+        """Tiles for ``coords`` in the same order, created where missing (a TileManager
+        also takes ``dimensions=`` for its sources)."""
         ...
 
 
@@ -100,7 +101,11 @@ class CacheMapLayer:
             )
         if not coords:
             return blank_image(query.size, options)
-        loaded = manager.load_tiles(coords)
+        if query.dimensions and getattr(manager, "disable_storage", False):
+            load: Any = manager.load_tiles
+            loaded: list[Tile] = load(coords, dimensions=query.dimensions)
+        else:
+            loaded = manager.load_tiles(coords)
         by_coord = {tile.coord: tile for tile in loaded}
         cacheable = all(tile.cacheable for tile in loaded)
         tile_results: list[ImageResult | None] = []

@@ -110,7 +110,9 @@ def _forwarded_values(header: str) -> dict[str, str]:
 def script_url(request: Request) -> str:
     """Public URL of the application root, without trailing slash."""
     script_name = request.environ.get("SCRIPT_NAME", "") or ""
-    return f"{public_scheme(request)}://{public_host(request)}{_quote_wsgi(script_name.rstrip('/'))}"
+    return (
+        f"{public_scheme(request)}://{public_host(request)}{_quote_wsgi(script_name.rstrip('/'))}"
+    )
 
 
 def request_base_url(request: Request) -> str:

@@ -103,6 +103,7 @@ class WMSSource:
     ``supported_srs`` are fetched in a supported SRS and reprojected; formats missing
     from ``supported_formats`` are fetched in the first supported one and converted.
     ``request_limiter`` (``concurrent_requests``) is entered around every upstream request.
+    Of the query's ``dimensions`` (client parameters) only ``forward_req_params`` are sent.
     """
 
     supports_meta_tiles = True
@@ -127,8 +128,11 @@ class WMSSource:
         opacity: float | None = None,
         preferred_src_proj: Mapping[str, Sequence[SRS]] | None = None,
         request_limiter: contextlib.AbstractContextManager[object] | None = None,
+        forward_req_params: Sequence[str] | None = None,
     ) -> None:
         self.client = client
+        # Client request parameters (and dimensions) passed on to the upstream.
+        self.forward_req_params = frozenset(p.lower() for p in forward_req_params or ())
         self.url = url
         self.version = str(version)
         self.params: dict[str, str] = {}
@@ -236,7 +240,8 @@ class WMSSource:
             if name not in ("layers", "styles"):
                 params.append((name, value))
         for name, value in (dimensions or {}).items():
-            params.append((str(name).lower(), _param_value(value)))
+            if str(name).lower() in self.forward_req_params:
+                params.append((str(name).lower(), _param_value(value)))
         params.append(("styles", self.params.get("styles", "")))
         return _merge_query(self.url, params)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ _TilePatterns = Sequence[tuple[TileCoord, tuple[int, int]]]
 class _CreationJob:
     """Tiles created together: one meta tile, or one single tile."""
 
-    __slots__ = ("bbox", "clip_to_grid", "lock_coord", "patterns", "size", "wanted")
+    __slots__ = ("bbox", "clip_to_grid", "dimensions", "lock_coord", "patterns", "size", "wanted")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class _CreationJob:
         self.patterns = patterns
         self.clip_to_grid = clip_to_grid
         self.wanted: list[TileCoord] = []
+        self.dimensions: Mapping[str, str] = {}
 
 
 class TileManager:
@@ -101,11 +102,17 @@ class TileManager:
 
     # -- public API --------------------------------------------------------------
 
-    def load_tile(self, coord: TileCoord, with_metadata: bool = False) -> Tile:
+    def load_tile(
+        self,
+        coord: TileCoord,
+        with_metadata: bool = False,
+        dimensions: Mapping[str, str] | None = None,
+    ) -> Tile:
         """The tile for ``coord``: stored bytes untouched on a hit, created on a miss.
 
         Timestamps are always loaded; ``with_metadata`` is accepted for compatibility.
-        Raises TileOutsideGrid, SourceError, LockTimeout.
+        ``dimensions`` reach the sources only when storage is disabled (stored tiles
+        have no dimensions). Raises TileOutsideGrid, SourceError, LockTimeout.
         """
         if not self.grid.is_valid(coord):
             raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
@@ -113,10 +120,17 @@ class TileManager:
             tile = self.cache.load_tile(coord)
             if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
                 return tile
-        return self._create([coord], force=False)[coord]
+        return self._create([coord], force=False, dimensions=dimensions)[coord]
 
-    def load_tiles(self, coords: Iterable[TileCoord], with_metadata: bool = False) -> list[Tile]:
-        """Tiles for ``coords`` in the same order; each missing meta tile is created once."""
+    def load_tiles(
+        self,
+        coords: Iterable[TileCoord],
+        with_metadata: bool = False,
+        dimensions: Mapping[str, str] | None = None,
+    ) -> list[Tile]:
+        """Tiles for ``coords`` in the same order; each missing meta tile is created once.
+
+        ``dimensions`` as for ``load_tile``."""
         coords = list(coords)
         for coord in coords:
             if not self.grid.is_valid(coord):
@@ -130,7 +144,7 @@ class TileManager:
             else:
                 found[coord] = tile
         if missing:
-            found.update(self._create(missing, force=False))
+            found.update(self._create(missing, force=False, dimensions=dimensions))
         return [found[coord] for coord in coords]
 
     def create_tiles(self, coords: Iterable[TileCoord]) -> list[Tile]:
@@ -159,8 +173,16 @@ class TileManager:
             return False
         return tile.timestamp is None or tile.timestamp < self.refresh_before()
 
-    def _create(self, coords: list[TileCoord], force: bool) -> dict[TileCoord, Tile]:
+    def _create(
+        self,
+        coords: list[TileCoord],
+        force: bool,
+        dimensions: Mapping[str, str] | None = None,
+    ) -> dict[TileCoord, Tile]:
         jobs = self._jobs_for(coords)
+        if dimensions and self.disable_storage:
+            for job in jobs:
+                job.dimensions = dimensions
         if len(jobs) == 1 or self.concurrent_tile_creators == 1:
             results = [self._run_job(job, force) for job in jobs]
         else:
@@ -249,7 +271,7 @@ class TileManager:
         if self._tile_source is not None and len(job.patterns) == 1:
             result = self._query_tile_source(job.patterns[0][0], job.bbox)
         else:
-            result = self._query_sources(job.bbox, job.size, job.clip_to_grid)
+            result = self._query_sources(job.bbox, job.size, job.clip_to_grid, job.dimensions)
         if result is None:
             blank = self._blank_tile_data()
             return {coord: blank for coord, _ in job.patterns}, True
@@ -262,7 +284,11 @@ class TileManager:
         return encoded, result.cacheable
 
     def _query_sources(
-        self, bbox: BBox, size: tuple[int, int], clip_to_grid: bool = False
+        self,
+        bbox: BBox,
+        size: tuple[int, int],
+        clip_to_grid: bool = False,
+        dimensions: Mapping[str, str] | None = None,
     ) -> ImageResult | None:
         """The sources' image of ``bbox``; with ``clip_to_grid`` only the part inside
         the grid bbox is requested and the rest stays empty (transparent or bgcolor)."""
@@ -273,7 +299,12 @@ class TileManager:
                 return None
             request_bbox, request_size, offset = clipped
         query = MapQuery(
-            request_bbox, request_size, self.grid.srs, self.request_format, self.transparent
+            request_bbox,
+            request_size,
+            self.grid.srs,
+            self.request_format,
+            self.transparent,
+            dimensions=dict(dimensions or {}),
         )
         results = []
         for source, extent in self._source_extents:

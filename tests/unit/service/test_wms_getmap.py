@@ -673,3 +673,48 @@ def test_fuzz_getmap_never_crashes(service: WMSService) -> None:
         else:
             assert etree.QName(root).localname in ("WMT_MS_Capabilities", "WMS_Capabilities")
     assert statuses == {200, 500}
+
+
+_INFO_CHOICES: dict[str, list[str]] = {
+    "version": ["1.1.1", "1.3.0", "1.0.0", "1.1.0", "2.0", "x.y.z", "\x00", "1.1.1\x00"],
+    "request": ["GetFeatureInfo", "feature_info", "GetLegendGraphic", "getlegendgraphic"],
+    "query_layers": ["base", "overlay", "nope", "base,nope", "", "\x00", "base\x00"],
+    "layer": ["base", "nope", "", "\x00", "group"],
+    "x": ["0", "5", "199", "200", "-1", "1e9", "abc", "", "5.5", "\x00"],
+    "y": ["0", "5", "99", "100", "-3", "nan", "", "\x00"],
+    "info_format": ["text/plain", "text/html", "application/vnd.ogc.gml", "text/xml", "x/y", ""],
+    "sld_version": ["1.1.0", "1.0.0", "", "\x00"],
+    "feature_count": ["1", "-1", "abc", "99999999999"],
+    "scale": ["1000", "abc", "-1", ""],
+}
+
+
+def test_fuzz_featureinfo_and_legend_never_crash(service: WMSService) -> None:
+    rng = random.Random(20240608)
+    client = make_client(service)
+    for _ in range(200):
+        params = _random_params(rng)
+        for name, values in _INFO_CHOICES.items():
+            if rng.random() < 0.15:
+                continue
+            value = rng.choice(values)
+            if rng.random() < 0.05:
+                value += rng.choice(_NASTY)
+            params[name.upper() if rng.random() < 0.5 else name] = value
+            if name in ("x", "y") and rng.random() < 0.7:
+                params["I" if name == "x" else "J"] = value
+        response = client.get("/service", query_string=params)
+        content_type = response.headers.get("Content-Type", "")
+        assert response.status_code in (200, 404, 500), params
+        assert (
+            response.status_code != 500
+            or "xml" in content_type
+            or content_type.startswith("image/")
+        ), (params, content_type, response.data[:200])
+        if content_type.startswith("image/"):
+            image_of(response)
+        elif response.status_code != 200:
+            root = etree.fromstring(response.data)
+            assert etree.QName(root).localname in ("ServiceExceptionReport", "WMTException")
+        elif "xml" in content_type and response.data:
+            etree.fromstring(response.data)

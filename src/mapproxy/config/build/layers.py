@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mapproxy.config.build.caches import BuiltCache, CacheBuilder
@@ -12,8 +13,11 @@ from mapproxy.config.models.layers import LayerConfig
 from mapproxy.config.validate import ProxyConfig, source_name
 from mapproxy.errors import ConfigurationError
 from mapproxy.image.options import format_extension
-from mapproxy.layer.base import ResolutionRange, TileLayer, WMSLayer
+from mapproxy.layer.base import ResolutionRange, TileLayer, TileLegend, WMSLayer
 from mapproxy.layer.cache_layer import CacheMapLayer, DirectMapLayer
+from mapproxy.layer.dimensions import parse_dimensions
+
+log = logging.getLogger("mapproxy.config")
 
 
 class LayerBuilder:
@@ -103,17 +107,32 @@ class LayerBuilder:
             legend_sources=(
                 [self._sources.static_legend(conf.legendurl)] if conf.legendurl else legend_sources
             ),
+            dimensions=parse_dimensions(conf.dimensions, f"{path}.dimensions"),
         )
+        if layer.dimensions:
+            self._check_dimension_caches(conf, caches_used)
         if conf.name:
             tile_cache_names = conf.tile_sources or (
                 caches_used if len(caches_used) == 1 and len(map_layers) == 1 else []
             )
             for cache_name in tile_cache_names:
-                self._add_tile_layers(conf, cache_name, tile_layers)
+                self._add_tile_layers(conf, cache_name, tile_layers, info_sources)
         return layer
 
-    def _add_tile_layers(self, conf: LayerConfig, cache_name: str, out: list[TileLayer]) -> None:
+    def _add_tile_layers(
+        self,
+        conf: LayerConfig,
+        cache_name: str,
+        out: list[TileLayer],
+        info_sources: list[Any],
+    ) -> None:
         cache = self._caches.cache(cache_name)
+        dimensions = parse_dimensions(conf.dimensions, "dimensions")
+        legend = TileLegend(
+            kvp_url=conf.wmts_kvp_legendurl,
+            rest_url=conf.wmts_rest_legendurl,
+            has_static_legend=bool(conf.legendurl),
+        )
         for manager in cache.tile_managers:
             out.append(
                 TileLayer(
@@ -125,8 +144,27 @@ class LayerBuilder:
                     extension=format_extension(cache.image_options.format),
                     extent=cache.grid_extent(manager.grid),
                     md=dict(conf.md or {}),
+                    info_sources=list(info_sources),
+                    legend=legend,
+                    dimensions=dimensions,
                 )
             )
+
+    def _check_dimension_caches(self, conf: LayerConfig, caches_used: list[str]) -> None:
+        """Dimensions only reach the sources of caches with ``disable_storage: true``.
+
+        MapProxy 7.0.0 accepts other caches here (they ignore the dimensions), so
+        this only warns.
+        """
+        for cache_name in dict.fromkeys([*caches_used, *(conf.tile_sources or [])]):
+            cache_conf = self._config.caches.get(source_name(cache_name))
+            if cache_conf is not None and not cache_conf.disable_storage:
+                log.warning(
+                    "caching of dimension layer (%s) is not supported yet; "
+                    "dimensions are ignored unless cache %s has disable_storage: true",
+                    conf.name,
+                    cache_name,
+                )
 
 
 def _res_range(conf: LayerConfig) -> ResolutionRange | None:

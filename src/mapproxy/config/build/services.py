@@ -41,11 +41,16 @@ def build_services(
             configured["wms"], root_layer, wms_md, config.globals.image, config
         )
     if "tms" in configured:
-        services["tms"] = _tms_service(configured["tms"], tile_layers, wms_md, max_age)
+        # As in MapProxy, TMS does not offer layers with dimensions.
+        plain_layers = [layer for layer in tile_layers if not layer.dimensions]
+        services["tms"] = _tms_service(configured["tms"], plain_layers, wms_md, max_age)
     if "kml" in configured:
         services["kml"] = _kml_service(configured["kml"], tile_layers, wms_md, max_age)
     if "wmts" in configured:
-        services.update(_wmts_services(configured["wmts"], tile_layers, wms_md, max_age))
+        legend_version = _highest_wms_version(configured["wms"]) if "wms" in configured else None
+        services.update(
+            _wmts_services(configured["wmts"], tile_layers, wms_md, max_age, legend_version)
+        )
     if "ogcapi" in configured:
         services["ogcapi"] = _ogcapi_service(config, root_layer, tile_layers, max_age)
     return services
@@ -80,6 +85,17 @@ def _wms_service(
     }
     bbox_srs = conf.bbox_srs or [code for code in DEFAULT_BBOX_SRS if code in srs]
     attribution = (conf.attribution or {}).get("text")
+    inspire_md = None
+    if conf.inspire_md is not None:
+        from mapproxy.service.wms.inspire import missing_keys
+
+        inspire_md = conf.inspire_md.model_dump(exclude_none=True)
+        missing = missing_keys(inspire_md)
+        if missing:
+            raise ConfigurationError(
+                f"services.wms.inspire_md: missing required key '{missing[0]}'"
+                f" for type {inspire_md['type']}"
+            )
     return WMSService(
         root_layer,
         md,
@@ -100,6 +116,7 @@ def _wms_service(
             kind: os.path.normpath(os.path.join(config.config_dir or os.getcwd(), path))
             for kind, path in (conf.featureinfo_xslt or {}).items()
         },
+        inspire_md=inspire_md,
     )
 
 
@@ -130,10 +147,37 @@ def _kml_service(
     )
 
 
+def _highest_wms_version(conf: Any) -> str:
+    """The highest WMS version offered (used for WMTS legend URLs)."""
+    versions = conf.versions or ("1.0.0", "1.1.0", "1.1.1", "1.3.0")
+    return str(max(versions, key=lambda v: tuple(int(p) for p in str(v).split(".") if p.isdigit())))
+
+
+def _featureinfo_formats(conf: Any) -> list[tuple[str, str]]:
+    """``services.wmts.featureinfo_formats`` as (mimetype, suffix) pairs."""
+    formats: list[tuple[str, str]] = []
+    for index, entry in enumerate(conf.featureinfo_formats or []):
+        mimetype, suffix = entry.get("mimetype"), entry.get("suffix")
+        if not mimetype or not suffix:
+            raise ConfigurationError(
+                f"services.wmts.featureinfo_formats[{index}]: mimetype and suffix are required"
+            )
+        formats.append((str(mimetype), str(suffix)))
+    return formats
+
+
 def _wmts_services(
-    conf: Any, tile_layers: list[TileLayer], wms_md: dict[str, Any], max_age: int
+    conf: Any,
+    tile_layers: list[TileLayer],
+    wms_md: dict[str, Any],
+    max_age: int,
+    legend_wms_version: str | None = None,
 ) -> dict[str, Any]:
-    """The KVP (``wmts_kvp``) and RESTful (``wmts``) services; both unless one is chosen."""
+    """The KVP (``wmts_kvp``) and RESTful (``wmts``) services; both unless one is chosen.
+
+    ``legend_wms_version`` is the WMS version for default GetLegendGraphic LegendURLs
+    (None when WMS is not enabled).
+    """
     from mapproxy.service.wmts.service import WMTSRestService, WMTSService
 
     services: dict[str, Any] = {}
@@ -141,12 +185,25 @@ def _wmts_services(
     if kvp is None and restful is None:
         kvp = restful = True
     md = {**wms_md, **(conf.md or {})}
+    formats = _featureinfo_formats(conf)
     if kvp:
-        services["wmts_kvp"] = WMTSService(tile_layers, md, max_tile_age_seconds=max_age)
+        services["wmts_kvp"] = WMTSService(
+            tile_layers,
+            md,
+            max_tile_age_seconds=max_age,
+            featureinfo_formats=formats,
+            legend_wms_version=legend_wms_version,
+        )
     if restful:
-        kwargs: dict[str, Any] = {"max_tile_age_seconds": max_age}
+        kwargs: dict[str, Any] = {
+            "max_tile_age_seconds": max_age,
+            "featureinfo_formats": formats,
+            "legend_wms_version": legend_wms_version,
+        }
         if conf.restful_template:
             kwargs["template"] = conf.restful_template
+        if conf.restful_featureinfo_template:
+            kwargs["featureinfo_template"] = conf.restful_featureinfo_template
         services["wmts"] = WMTSRestService(tile_layers, md, **kwargs)
     return services
 

@@ -222,6 +222,7 @@ class SourceBuilder:
             request_limiter=request_limiter(
                 self._globals, self._paths, url, conf.concurrent_requests
             ),
+            forward_req_params=conf.forward_req_params,
         )
 
     def _build_tile(self, name: str, conf: TileSourceConfig, path: str) -> MapSource:

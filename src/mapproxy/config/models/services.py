@@ -2,9 +2,63 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Literal
 
 from mapproxy.config.models.common import ConfigModel, Number
+
+DateValue = str | datetime.date
+
+
+class InspireResourceLocatorConfig(ConfigModel):
+    url: str
+    media_type: str
+
+
+class InspireLanguagesConfig(ConfigModel):
+    default: str
+
+
+class InspireDatesConfig(ConfigModel):
+    """Dates of a citation (any of publication, creation, last revision)."""
+
+    date_of_publication: DateValue | None = None
+    date_of_creation: DateValue | None = None
+    date_of_last_revision: DateValue | None = None
+
+
+class InspireContactConfig(ConfigModel):
+    organisation_name: str | None = None
+    email: str | None = None
+
+
+class InspireConformityConfig(InspireDatesConfig):
+    title: str | None = None
+    uris: list[str] | None = None
+    resource_locators: list[InspireResourceLocatorConfig]
+    degree: str
+
+
+class InspireKeywordConfig(InspireDatesConfig):
+    title: str
+    uris: list[str] | None = None
+    resource_locators: list[InspireResourceLocatorConfig] | None = None
+    keyword_value: str
+
+
+class InspireMDConfig(ConfigModel):
+    """``services.wms.inspire_md``; which keys a type requires is checked when building."""
+
+    type: Literal["linked", "embedded"]
+    languages: InspireLanguagesConfig | None = None
+    metadata_url: InspireResourceLocatorConfig | None = None
+    resource_locators: list[InspireResourceLocatorConfig] | None = None
+    temporal_reference: InspireDatesConfig | None = None
+    metadata_points_of_contact: list[InspireContactConfig] | None = None
+    conformities: list[InspireConformityConfig] | None = None
+    mandatory_keywords: list[str] | None = None
+    keywords: list[InspireKeywordConfig] | None = None
+    metadata_date: DateValue | None = None
 
 
 class WMSServiceConfig(ConfigModel):
@@ -20,7 +74,7 @@ class WMSServiceConfig(ConfigModel):
     max_output_pixels: int | list[int] | None = None
     versions: list[str] | None = None
     concurrent_layer_renderer: int = 1
-    inspire_md: dict[str, Any] | None = None
+    inspire_md: InspireMDConfig | None = None
 
 
 class WMTSServiceConfig(ConfigModel):

@@ -19,6 +19,12 @@ from mapproxy.errors import MapProxyError
 from mapproxy.layer.base import ResolutionRange, WMSLayer
 from mapproxy.layer.limit import LimitArea
 from mapproxy.service.base import xml_safe
+from mapproxy.service.wms.inspire import (
+    INSPIRE_DEFAULT_STYLE,
+    INSPIRE_NAMESPACES,
+    INSPIRE_SCHEMA_LOCATION,
+    extended_capabilities,
+)
 from mapproxy.service.wms.request import FormatTable
 from mapproxy.source.base import MapExtent
 from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
@@ -100,7 +106,10 @@ class CapabilitiesDocuments:
         versions: Iterable[str],
         featureinfo_types: Sequence[str] = ("text", "html", "xml"),
         legend_size: Callable[[str], tuple[int, int]] | None = None,
+        inspire_md: Mapping[str, Any] | None = None,
     ) -> None:
+        # INSPIRE view service metadata (1.3.0 only), a plain dict of the config
+        self.inspire_md = dict(inspire_md or {})
         self.root = root
         # layers with a legend get a LegendURL; its size is only known when fetched
         self.legend_size = legend_size
@@ -351,7 +360,9 @@ class CapabilitiesDocuments:
         lines.append(f"    </{name}>")
         return lines
 
-    def _legend_style(self, layer: WMSLayer, indent: str, xlink_ns: str) -> list[str]:
+    def _legend_style(
+        self, layer: WMSLayer, indent: str, xlink_ns: str, style: str = "default"
+    ) -> list[str]:
         """Style ``default`` with a LegendURL to our GetLegendGraphic (legend layers)."""
         if not layer.name or layer.name not in self._legend_layers:
             return []
@@ -363,7 +374,7 @@ class CapabilitiesDocuments:
         )
         return [
             f"{indent}<Style>",
-            f"{indent}  <Name>default</Name>",
+            f"{indent}  <Name>{style}</Name>",
             f"{indent}  <Title>default</Title>",
             f"{indent}  <LegendURL {marker}>",
             f"{indent}    <Format>image/png</Format>",
@@ -447,6 +458,7 @@ class CapabilitiesDocuments:
                 f'{inner}<BoundingBox SRS={attr(srs.code)} minx="{number(bbox[0])}"'
                 f' miny="{number(bbox[1])}" maxx="{number(bbox[2])}" maxy="{number(bbox[3])}" />'
             )
+        lines += _dimensions(layer, inner)
         for entry in _md_list(layer.md, "metadata"):
             kind = str(entry.get("type", ""))
             if kind not in ("TC211", "FGDC"):
@@ -473,11 +485,14 @@ class CapabilitiesDocuments:
             '<WMS_Capabilities xmlns="http://www.opengis.net/wms"'
             ' xmlns:sld="http://www.opengis.net/sld"'
             ' xmlns:xlink="http://www.w3.org/1999/xlink"'
-            ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.3.0"'
+            ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+            f"{INSPIRE_NAMESPACES if self.inspire_md else ''}"
+            ' version="1.3.0"'
             ' xsi:schemaLocation="http://www.opengis.net/wms'
             " http://schemas.opengis.net/wms/1.3.0/capabilities_1_3_0.xsd"
             " http://www.opengis.net/sld"
-            ' http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd">',
+            " http://schemas.opengis.net/sld/1.1.0/sld_capabilities.xsd"
+            f'{INSPIRE_SCHEMA_LOCATION if self.inspire_md else ""}">',
         ]
         lines += self._service_section("WMS", "", with_vocabulary=True)
         lines += [f"  <MaxWidth>{side}</MaxWidth>", f"  <MaxHeight>{side}</MaxHeight>"]
@@ -497,6 +512,7 @@ class CapabilitiesDocuments:
             "    <Format>BLANK</Format>",
             "  </Exception>",
         ]
+        lines += extended_capabilities(self.inspire_md)
         lines += self._layer_130(self.root, "  ", is_root=True, view=view)
         lines += ["</Capability>", "</WMS_Capabilities>"]
         return "\n".join(lines)
@@ -537,6 +553,7 @@ class CapabilitiesDocuments:
                 f' miny="{number(ordered[1])}" maxx="{number(ordered[2])}"'
                 f' maxy="{number(ordered[3])}" />'
             )
+        lines += _dimensions(layer, inner)
         lines += _attribution_130(md, inner)
         identifiers = _md_list(md, "identifier")
         for entry in identifiers:
@@ -567,7 +584,8 @@ class CapabilitiesDocuments:
                     f"{inner}  {_online_resource(entry.get('url', ''))}",
                     f"{inner}</{element}>",
                 ]
-        lines += self._legend_style(layer, inner, "")
+        style = INSPIRE_DEFAULT_STYLE if self.inspire_md else "default"
+        lines += self._legend_style(layer, inner, "", style)
         lines += _scale_denominators(layer.res_range, inner)
         for child in _children(layer, view):
             lines += self._layer_130(child, inner, view=view)
@@ -725,4 +743,16 @@ def _scale_denominators(res_range: ResolutionRange | None, indent: str) -> list[
     if res_range.min_res is not None:
         scale = number(res_range.min_res / _OGC_PIXEL_SIZE_M)
         lines.append(f"{indent}<MaxScaleDenominator>{scale}</MaxScaleDenominator>")
+    return lines
+
+
+def _dimensions(layer: WMSLayer, indent: str) -> list[str]:
+    """``Dimension`` elements (1.1.1 and 1.3.0 alike, as MapProxy writes them)."""
+    lines = []
+    for dimension in layer.dimensions.values():
+        units = ' units="ISO8601"' if dimension.is_time else ""
+        lines.append(
+            f"{indent}<Dimension name={attr(dimension.name)} default={attr(dimension.default)}"
+            f' nearestValue="0"{units} >{text(",".join(dimension.values))}</Dimension>'
+        )
     return lines

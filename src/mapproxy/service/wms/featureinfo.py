@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +13,9 @@ from werkzeug.wrappers import Response
 
 from mapproxy.errors import MapProxyError
 from mapproxy.layer.base import ResolutionRange, WMSLayer
-from mapproxy.layer.limit import LimitArea
 from mapproxy.service.authorize import AUTHORIZE_KEY, authorize
 from mapproxy.service.base import InvalidRequest, no_cache
+from mapproxy.service.featureinfo import point_in
 from mapproxy.service.wms.request import GetMapParser, GetMapRequest
 from mapproxy.source.featureinfo import (
     FeatureInfoDoc,
@@ -185,7 +185,7 @@ class FeatureInfoHandler:
                     for item in items
                     if item.owner is not None
                     and auth.permits(item.owner, "featureinfo")
-                    and _point_in(point, auth.map_limits(item.owner), query)
+                    and point_in(point, auth.map_limits(item.owner), query)
                 ]
         kind = info_type(request.info_format)
         docs: list[FeatureInfoDoc] = []
@@ -217,7 +217,3 @@ def _pixel(x_value: str, y_value: str) -> tuple[int, int] | None:
     if not (math.isfinite(x) and math.isfinite(y)):
         return None
     return (int(x), int(y))
-
-
-def _point_in(point: shapely.Point, areas: Sequence[LimitArea], query: FeatureInfoQuery) -> bool:
-    return all(area.geometry_in(query.srs).intersects(point) for area in areas)

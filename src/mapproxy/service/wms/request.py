@@ -33,6 +33,27 @@ WMS100_FORMATS = {
 }
 
 _ALLOWED_STYLES = frozenset({"", "default", "inspire_common:DEFAULT"})
+# Parameters of GetMap itself; all others reach the sources as dimensions.
+_GETMAP_PARAMS = frozenset(
+    {
+        "service",
+        "request",
+        "version",
+        "wmtver",
+        "layers",
+        "styles",
+        "srs",
+        "crs",
+        "bbox",
+        "width",
+        "height",
+        "format",
+        "transparent",
+        "bgcolor",
+        "exceptions",
+        "tiled",
+    }
+)
 _FALLBACK_EXCEPTION_SIZE = (256, 256)
 
 
@@ -322,11 +343,10 @@ class GetMapParser:
         if version == "1.3.0" and srs.is_axis_order_ne:
             bbox = (bbox[1], bbox[0], bbox[3], bbox[2])
 
-        dimensions = {
-            name: value
-            for name, value in params.items()
-            if name in ("time", "elevation") or name.startswith("dim_")
-        }
+        # TIME, ELEVATION, DIM_* and any other non-GetMap parameter: sources pass on
+        # those named in their forward_req_params (values are not validated, as in
+        # MapProxy).
+        dimensions = {name: value for name, value in params.items() if name not in _GETMAP_PARAMS}
         return GetMapRequest(
             version=version,
             layers=layers,

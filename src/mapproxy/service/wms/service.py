@@ -71,6 +71,7 @@ class WMSService:
         concurrent_layer_renderer: int = 1,
         featureinfo_types: Sequence[str] = DEFAULT_FEATUREINFO_TYPES,
         featureinfo_xslt: Mapping[str, str] | None = None,
+        inspire_md: Mapping[str, Any] | None = None,
     ) -> None:
         md = md or {}
         self.root_layer = root_layer
@@ -107,6 +108,7 @@ class WMSService:
             self.versions,
             featureinfo_types,
             legend_size=self.legends.legend_size,
+            inspire_md=inspire_md,
         )
 
     def handle(self, request: Request) -> Response:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+import re
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -39,8 +41,17 @@ class CapabilitiesTemplate:
     """
 
     def __init__(
-        self, md: Mapping[str, Any], layers: WMTSLayers, rest_template: str | None = None
+        self,
+        md: Mapping[str, Any],
+        layers: WMTSLayers,
+        rest_template: str | None = None,
+        info_formats: Sequence[tuple[str, str]] = (),
+        featureinfo_template: str | None = None,
+        legend_wms_version: str | None = None,
     ) -> None:
+        featureinfo = _FeatureInfoParts(
+            info_formats, featureinfo_template if rest_template is not None else None
+        )
         encoding = "KVP" if rest_template is None else "RESTful"
         self._head = "".join(
             [
@@ -53,7 +64,8 @@ class CapabilitiesTemplate:
             ]
         )
         self._layer_parts = [
-            (name, _layer(group, rest_template)) for name, group in layers.layers_by_name.items()
+            (name, _layer(group, rest_template, featureinfo, legend_wms_version))
+            for name, group in layers.layers_by_name.items()
         ]
         tail = [_tile_matrix_set(grid_name, grid) for grid_name, grid in layers.grids.items()]
         tail.append("  </Contents>\n")
@@ -194,7 +206,44 @@ def _wgs84_bbox(layer: TileLayer) -> tuple[float, float, float, float]:
         return _WORLD
 
 
-def _layer(group: list[TileLayer], rest_template: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class _FeatureInfoParts:
+    """``featureinfo_formats`` (mimetype, suffix) and the RESTful template (None: KVP)."""
+
+    formats: Sequence[tuple[str, str]]
+    rest_template: str | None
+
+
+def _legend_url(layer: TileLayer, rest: bool, wms_version: str | None) -> str:
+    """The Style's LegendURL element (with placeholders), or ``""``."""
+    legend = layer.legend
+    if legend is None:
+        return ""
+    template = legend.rest_url if rest else legend.kvp_url
+    if template is None:
+        if not (legend.has_static_legend and wms_version):
+            return ""
+        href = (
+            f"{BASE_URL}/service?service=WMS&amp;request=GetLegendGraphic&amp;"
+            f"version={_attr(wms_version)}&amp;format=image%2Fpng&amp;layer={_attr(layer.name)}"
+        )
+    else:
+        filled = template.replace("{layer_name}", layer.name)
+        href = BASE_URL.join(_attr(part) for part in filled.split("{base_url}"))
+    return (
+        "        <LegendURL\n"
+        '          format="image/png"\n'
+        f'          xlink:href="{href}"\n'
+        "        />\n"
+    )
+
+
+def _layer(
+    group: list[TileLayer],
+    rest_template: str | None,
+    featureinfo: _FeatureInfoParts | None = None,
+    legend_wms_version: str | None = None,
+) -> str:
     first = group[0]
     minx, miny, maxx, maxy = (repr(float(v)) for v in _wgs84_bbox(first))
     image_format = f"image/{first.extension}"
@@ -209,9 +258,15 @@ def _layer(group: list[TileLayer], rest_template: str | None) -> str:
         f"      <ows:Identifier>{_text(first.name)}</ows:Identifier>\n",
         '      <Style isDefault="true">\n',
         "        <ows:Identifier>default</ows:Identifier>\n",
+        _legend_url(first, rest_template is not None, legend_wms_version),
         "      </Style>\n",
         f"      <Format>{_text(image_format)}</Format>\n",
     ]
+    info_formats = featureinfo.formats if featureinfo is not None and first.queryable else ()
+    parts.extend(
+        f"      <InfoFormat>{_text(mimetype)}</InfoFormat>\n" for mimetype, _ in info_formats
+    )
+    parts += _dimensions(first, rest_template)
     for layer in group:
         parts.append(
             "      <TileMatrixSetLink>\n"
@@ -224,8 +279,31 @@ def _layer(group: list[TileLayer], rest_template: str | None) -> str:
             f'      <ResourceURL format="{_attr(image_format)}" resourceType="tile"\n'
             f'        template="{BASE_URL}/wmts{_attr(url)}"/>\n'
         )
+    if featureinfo is not None and featureinfo.rest_template is not None:
+        layer_template = featureinfo.rest_template.replace("{Layer}", first.name)
+        for mimetype, suffix in info_formats:
+            url = layer_template.replace("{InfoFormat}", suffix)
+            parts.append(
+                f'      <ResourceURL format="{_attr(mimetype)}" resourceType="FeatureInfo"'
+                f' template="{BASE_URL}/wmts{_attr(url)}"/>\n'
+            )
     parts.append("    </Layer>\n")
     return "".join(parts)
+
+
+def _dimensions(layer: TileLayer, rest_template: str | None) -> list[str]:
+    """``Dimension`` elements; the identifier is spelled as in the RESTful template."""
+    spelled = {name.lower(): name for name in re.findall(r"\{(\w+)\}", rest_template or "")}
+    parts = []
+    for name, dimension in layer.dimensions.items():
+        parts.append(
+            "      <Dimension>\n"
+            f"        <ows:Identifier>{_text(spelled.get(name, name))}</ows:Identifier>\n"
+            f"        <Default>{_text(dimension.default)}</Default>\n"
+        )
+        parts.extend(f"        <Value>{_text(value)}</Value>\n" for value in dimension.values)
+        parts.append("      </Dimension>\n")
+    return parts
 
 
 def _tile_matrix_set(grid_name: str, grid: TileGrid) -> str:

@@ -26,11 +26,13 @@ from mapproxy.service.base import (
     xml_response,
 )
 from mapproxy.service.wmts.capabilities import CAPABILITIES_CONTENT_TYPE, CapabilitiesTemplate
+from mapproxy.service.wmts.featureinfo import InfoFormats, featureinfo_response, parse_pixel
 from mapproxy.service.wmts.tile_sets import (
     WMTSError,
     WMTSLayers,
     WMTSTileSet,
     collect_layers,
+    dimension_values,
     exception_response,
     format_message,
     parse_index,
@@ -65,11 +67,19 @@ class WMTSService:
         layers: Sequence[TileLayer],
         md: Mapping[str, Any],
         max_tile_age_seconds: int = 259200,
+        featureinfo_formats: Sequence[tuple[str, str]] = (),
+        legend_wms_version: str | None = None,
     ) -> None:
         self.md = md
         self.max_tile_age_seconds = max_tile_age_seconds
         self.layers = collect_layers(layers)
-        self._capabilities = CapabilitiesTemplate(md, self.layers)
+        self.info_formats = InfoFormats(featureinfo_formats)
+        self._capabilities = CapabilitiesTemplate(
+            md,
+            self.layers,
+            info_formats=self.info_formats.formats,
+            legend_wms_version=legend_wms_version,
+        )
 
     def handle(self, request: Request) -> Response:
         """Answer one KVP request (``SERVICE=WMTS`` was checked by the dispatcher)."""
@@ -81,7 +91,7 @@ class WMTSService:
             if request_type == "getcapabilities":
                 return self._get_capabilities(request)
             if request_type == "getfeatureinfo":
-                return self._get_featureinfo(params)
+                return self._get_featureinfo(request, params)
             # The reference names no request type here, whatever was sent.
             raise WMTSError("unknown WMTS request type 'None'")
         except WMTSError as error:
@@ -93,17 +103,26 @@ class WMTSService:
         requested = request_extension(params["format"])
         if requested and requested != tile_set.extension:
             raise WMTSError(format_message(requested, tile_set.extension), "InvalidParameterValue")
+        # Other parameters are dimensions; those of the layer are checked.
+        dimensions = dimension_values(tile_set.layer, params)
         coord = tile_set.coord(
             parse_index(params["tilematrix"], "TileMatrix"),
             parse_index(params["tilecol"], "TileCol"),
             parse_index(params["tilerow"], "TileRow"),
         )
-        return _tile(request, tile_set, coord, self.max_tile_age_seconds)
+        return _tile(request, tile_set, coord, self.max_tile_age_seconds, dimensions)
 
-    def _get_featureinfo(self, params: dict[str, str]) -> Response:
+    def _get_featureinfo(self, request: Request, params: dict[str, str]) -> Response:
         _check_params(params, _FEATUREINFO_PARAMS)
-        # No feature info formats are configured for tile layers.
-        raise WMTSError(f"unknown infoformat: {params['infoformat']}", "InvalidParameterValue")
+        tile_set = self.layers.lookup(params["layer"], params["tilematrixset"])
+        mimetype = self.info_formats.from_kvp(params["infoformat"])
+        return _featureinfo(
+            request,
+            tile_set,
+            mimetype,
+            (params["tilematrix"], params["tilecol"], params["tilerow"]),
+            (params["i"], params["j"]),
+        )
 
     def _get_capabilities(self, request: Request) -> Response:
         permitted = _permitted_layers(request, self.layers)
@@ -116,7 +135,11 @@ class WMTSService:
 
 
 def _tile(
-    request: Request, tile_set: WMTSTileSet, coord: TileCoord, max_tile_age_seconds: int
+    request: Request,
+    tile_set: WMTSTileSet,
+    coord: TileCoord,
+    max_tile_age_seconds: int,
+    dimensions: Mapping[str, str] | None = None,
 ) -> Response:
     """The tile response, authorized and clipped when the request carries a callback."""
     clip = CLIP_ALL
@@ -128,10 +151,30 @@ def _tile(
         clip = access
         if clip.covers_nothing:
             return clipped_tile_response(None, clip, tile_set.layer.grid.tile_size)
-    tile = tile_set.load(coord)
+    tile = tile_set.load(coord, dimensions)
     if not clip.covers_all:
         return clipped_tile_response(tile.data, clip, tile_set.layer.grid.tile_size)
     return tile_response(request, tile, tile_set.mimetype, max_tile_age_seconds)
+
+
+def _featureinfo(
+    request: Request,
+    tile_set: WMTSTileSet,
+    mimetype: str,
+    tile: tuple[str, str, str],
+    pixel: tuple[str, str],
+) -> Response:
+    """GetFeatureInfo for a (TileMatrix, TileCol, TileRow) tile and (I, J) pixel."""
+    layer = tile_set.layer
+    if not layer.queryable:
+        raise WMTSError(f"layer {layer.name} not queryable", "OperationNotSupported")
+    level = parse_index(tile[0], "TileMatrix")
+    col = parse_index(tile[1], "TileCol")
+    row = parse_index(tile[2], "TileRow")
+    tile_set.coord(level, col, row)  # raises TileOutOfRange
+    pos = parse_pixel(pixel[0], pixel[1], layer.grid.tile_size)
+    wmts_tile = TileCoord(col, row, level)
+    return featureinfo_response(request.environ, tile_set, wmts_tile, pos, mimetype)
 
 
 def _permitted_layers(request: Request, layers: WMTSLayers) -> Response | set[str] | None:
@@ -180,6 +223,8 @@ class WMTSRestService:
         template: str = DEFAULT_TEMPLATE,
         max_tile_age_seconds: int = 259200,
         featureinfo_template: str = DEFAULT_FEATUREINFO_TEMPLATE,
+        featureinfo_formats: Sequence[tuple[str, str]] = (),
+        legend_wms_version: str | None = None,
     ) -> None:
         self.md = md
         self.max_tile_age_seconds = max_tile_age_seconds
@@ -188,7 +233,15 @@ class WMTSRestService:
         self._tile_route = RestRoute(self.template, _TILE_REQUIRED)
         self._featureinfo_route = RestRoute(self.featureinfo_template, _FEATUREINFO_REQUIRED)
         self.layers = collect_layers(layers)
-        self._capabilities = CapabilitiesTemplate(md, self.layers, rest_template=self.template)
+        self.info_formats = InfoFormats(featureinfo_formats)
+        self._capabilities = CapabilitiesTemplate(
+            md,
+            self.layers,
+            rest_template=self.template,
+            info_formats=self.info_formats.formats,
+            featureinfo_template=self.featureinfo_template,
+            legend_wms_version=legend_wms_version,
+        )
 
     def handle(self, request: Request) -> Response:
         """Answer a ``/wmts/...`` request."""
@@ -202,9 +255,7 @@ class WMTSRestService:
                 return self._get_tile(request, match)
             match = self._featureinfo_route.regex.match(relative)
             if match is not None:
-                raise WMTSError(
-                    f"unknown infoformat: {match['InfoFormat']}", "InvalidParameterValue"
-                )
+                return self._get_featureinfo(request, match)
             # The reference answers 500 text/plain here; a malformed URL is a client error.
             raise WMTSError(f"invalid request ({path})", "InvalidParameterValue")
         except WMTSError as error:
@@ -219,15 +270,39 @@ class WMTSRestService:
                 raise WMTSError(
                     format_message(requested, tile_set.extension), "InvalidParameterValue"
                 )
+        requested_dimensions: dict[str, str] = {}
         for group, name in route.dimensions:
-            if match[group] != "default":
+            if name.lower() in tile_set.layer.dimensions:
+                requested_dimensions[name.lower()] = match[group]
+            elif match[group] != "default":
                 raise WMTSError(f"unknown dimension: {name.lower()}", "InvalidParameterValue")
+        dimensions = dimension_values(tile_set.layer, requested_dimensions)
         coord = tile_set.coord(
             parse_index(match["TileMatrix"], "TileMatrix"),
             parse_index(match["TileCol"], "TileCol"),
             parse_index(match["TileRow"], "TileRow"),
         )
-        return _tile(request, tile_set, coord, self.max_tile_age_seconds)
+        return _tile(request, tile_set, coord, self.max_tile_age_seconds, dimensions)
+
+    def _get_featureinfo(self, request: Request, match: re.Match[str]) -> Response:
+        tile_set = self.layers.lookup(match["Layer"], match["TileMatrixSet"])
+        route = self._featureinfo_route
+        if route.has_info_format:
+            mimetype = self.info_formats.from_suffix(match["InfoFormat"])
+        elif self.info_formats.formats:
+            mimetype = self.info_formats.formats[0][0]
+        else:
+            raise WMTSError("unknown infoformat: None", "InvalidParameterValue")
+        for group, name in route.dimensions:
+            if match[group] != "default":
+                raise WMTSError(f"unknown dimension: {name.lower()}", "InvalidParameterValue")
+        return _featureinfo(
+            request,
+            tile_set,
+            mimetype,
+            (match["TileMatrix"], match["TileCol"], match["TileRow"]),
+            (match["I"], match["J"]),
+        )
 
     def _get_capabilities(self, request: Request) -> Response:
         permitted = _permitted_layers(request, self.layers)
@@ -295,3 +370,4 @@ class RestRoute:
         pattern.append(r"/?\Z")
         self.regex = re.compile("".join(pattern))
         self.has_format = "Format" in groups
+        self.has_info_format = "InfoFormat" in groups

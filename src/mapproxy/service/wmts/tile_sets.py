@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from werkzeug.wrappers import Response
@@ -27,6 +27,7 @@ _STATUS_BY_CODE = {
     "MissingParameterValue": 400,
     "InvalidParameterValue": 400,
     "OperationNotSupported": 501,
+    "PointIJOutOfRange": 400,
 }
 # Tile indices with more digits than this are outside every grid.
 _MAX_INDEX_DIGITS = 18
@@ -36,15 +37,24 @@ _HUGE_INDEX = 10**18  # larger than any grid, smaller than what breaks int math
 class WMTSError(MapProxyError):
     """A WMTS request failed; rendered as an OWS ExceptionReport."""
 
-    def __init__(self, message: str, code: str = "NoApplicableCode", locator: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: str = "NoApplicableCode",
+        locator: str | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.locator = locator
+        self._status = status
 
     @property
     def status(self) -> int:
-        """HTTP status for the exception code (400/501, else 500)."""
+        """HTTP status: as given, else for the exception code (400/501, else 500)."""
+        if self._status is not None:
+            return self._status
         return _STATUS_BY_CODE.get(self.code, 500)
 
 
@@ -123,15 +133,31 @@ class WMTSTileSet:
             row = rows - 1 - row
         return TileCoord(col, row, level)
 
-    def load(self, coord: TileCoord) -> Tile:
-        """Load a tile; domain errors become WMTSError."""
+    def load(self, coord: TileCoord, dimensions: Mapping[str, str] | None = None) -> Tile:
+        """Load a tile (``dimensions`` for the sources); domain errors become WMTSError."""
         try:
+            if dimensions:
+                return self.layer.load_tile(coord, dimensions=dimensions)
             return self.load_tile(coord)
         except TileOutsideGrid as error:
             raise WMTSError(OUTSIDE_MESSAGE, "TileOutOfRange") from error
         except MapProxyError as error:
             log.error("error while loading tile %s of %s: %s", coord, self.layer.name, error)
             raise WMTSError(str(error)) from error
+
+
+def dimension_values(layer: TileLayer, requested: Mapping[str, str]) -> dict[str, str]:
+    """Values of all dimensions of ``layer``: ``requested`` (lower-case names; missing or
+    ``default``: the default). Raises InvalidParameterValue for values not configured."""
+    values: dict[str, str] = {}
+    for name, dimension in layer.dimensions.items():
+        value = dimension.resolve(requested.get(name))
+        if value is None:
+            raise WMTSError(
+                f"invalid dimension value ({name}={requested[name]}).", "InvalidParameterValue"
+            )
+        values[name] = value
+    return values
 
 
 @dataclass(slots=True)
