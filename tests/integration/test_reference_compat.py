@@ -15,6 +15,7 @@ The reference comes from scripts/install-reference.sh (see reference.py).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -876,3 +877,147 @@ def test_caches_hold_the_same_tiles_after_all_requests(pair: Pair) -> None:
         if difference >= TILE_MAX_MEAN_DIFFERENCE:
             differences[name] = difference
     assert differences == {}, f"{len(differences)} of {len(ref_files)} tiles differ"
+
+
+# -------------------------------------------------------------------------------------
+# WMS-C capabilities (tiled=true)
+
+
+@pytest.mark.parametrize("version", ["1.1.1", "1.1.0"])
+def test_wmsc_capabilities_have_the_same_structure(pair: Pair, version: str) -> None:
+    path = f"/service?SERVICE=WMS&VERSION={version}&REQUEST=GetCapabilities&tiled=true"
+    ref, ours = pair.get(path)
+    assert ref.status == 200
+    case = f"wmsc-{version}"
+    assert_only_allowed(case, response_differences(ref, ours, pair, with_body=False), ())
+    # the internal DOCTYPE subset declares the TileSet elements
+    head = b"<WMT_MS_Capabilities"
+    assert ours.body.split(head)[0] == ref.body.split(head)[0]
+    assert b"<!ELEMENT TileSet " in ref.body
+    differences = xml_differences(ref.body, ours.body, pair.reference.url, pair.ours.url)
+    tile_sets = "/WMT_MS_Capabilities/Capability/VendorSpecificCapabilities"
+    ref_paths = {generic_path(path) for path in flatten_xml(ref.body, "")}
+    assert f"{tile_sets}/TileSet/Resolutions" in ref_paths
+    if version == "1.1.1":
+        # the 1.1.1 allow-list (MetadataURL, Service KeywordList) applies to both
+        assert_only_allowed("wms-111", differences, ALLOWED_DOCUMENT_DIFFERENCES, True)
+    else:
+        tile_set_differences = {
+            path: text for path, text in differences.items() if tile_sets in generic_path(path)
+        }
+        assert tile_set_differences == {}
+
+
+# -------------------------------------------------------------------------------------
+# INSPIRE view service metadata (WMS 1.3.0)
+
+INSPIRE_MD = {
+    "linked": {
+        "type": "linked",
+        "metadata_url": {
+            "media_type": "application/vnd.iso.19139+xml",
+            "url": "http://example.org/metadata?id=1&x=<y>",
+        },
+        "languages": {"default": "eng"},
+    },
+    "embedded": {
+        "type": "embedded",
+        "resource_locators": [
+            {"url": "http://example.org/metadata", "media_type": "application/vnd.iso.19139+xml"}
+        ],
+        "temporal_reference": {
+            "date_of_creation": "2015-05-01",
+            "date_of_last_revision": "2016-01-02",
+        },
+        "metadata_points_of_contact": [{"organisation_name": "Acme", "email": "acme@example.org"}],
+        "conformities": [
+            {
+                "title": "COMMISSION REGULATION (EU) No 1089/2010",
+                "date_of_publication": "2010-12-08",
+                "uris": ["OJ:L:2010:323:0011:0102:EN:PDF"],
+                "resource_locators": [
+                    {"url": "http://eur-lex.europa.eu/x", "media_type": "application/pdf"}
+                ],
+                "degree": "notEvaluated",
+            }
+        ],
+        "mandatory_keywords": ["infoMapAccessService", "humanGeographicViewer"],
+        "keywords": [
+            {"title": "Thesaurus", "date_of_creation": "2015-05-01", "keyword_value": "Beispiel"}
+        ],
+        "metadata_date": "2015-07-23",
+        "languages": {"default": "ger"},
+    },
+}
+
+
+def inspire_config(inspire_md: Mapping[str, object]) -> str:
+    """A small WMS with INSPIRE metadata (JSON is YAML); a debug source, no upstream.
+
+    The SRS list is explicit: the reference's default list comes out in a varying order.
+    """
+    import json
+
+    config = {
+        "services": {
+            "wms": {
+                "srs": ["EPSG:4326", "EPSG:3857"],
+                "md": {"title": "INSPIRE compat", "abstract": "INSPIRE side by side"},
+                "inspire_md": inspire_md,
+            }
+        },
+        "layers": [
+            {
+                "name": "group",
+                "title": "Group",
+                "layers": [{"name": "cached", "title": "Cached", "sources": ["cache"]}],
+            },
+            {"name": "other", "title": "Same cache", "sources": ["cache"]},
+        ],
+        "caches": {"cache": {"grids": ["GLOBAL_WEBMERCATOR"], "sources": ["dbg"]}},
+        "sources": {"dbg": {"type": "debug"}},
+    }
+    return json.dumps(config, indent=2)
+
+
+@pytest.fixture(scope="module")
+def inspire_pairs(
+    tmp_path_factory: pytest.TempPathFactory, reference_interpreter: Path
+) -> Iterator[dict[str, tuple[Side, Side]]]:
+    """Reference and ours for each INSPIRE metadata type (``linked``, ``embedded``)."""
+    with contextlib.ExitStack() as stack:
+        pairs = {}
+        for kind, inspire_md in INSPIRE_MD.items():
+            sides = []
+            for name in ("reference", "ours"):
+                directory = tmp_path_factory.mktemp(f"inspire-{kind}-{name}")
+                config = directory / "mapproxy.yaml"
+                config.write_text(inspire_config(inspire_md))
+                server: ReferenceServer | ThreadServer = (
+                    ReferenceServer(config, reference_interpreter)
+                    if name == "reference"
+                    else ThreadServer(config)
+                )
+                stack.enter_context(server)
+                sides.append(Side(name, server.url, directory))
+            pairs[kind] = (sides[0], sides[1])
+        yield pairs
+
+
+@pytest.mark.parametrize("kind", sorted(INSPIRE_MD))
+def test_inspire_capabilities_have_the_same_structure(
+    inspire_pairs: dict[str, tuple[Side, Side]], kind: str
+) -> None:
+    reference, ours = inspire_pairs[kind]
+    path = f"{WMS130}&REQUEST=GetCapabilities"
+    ref, our = reference.get(path), ours.get(path)
+    assert ref.status == our.status == 200
+    assert our.content_type == ref.content_type
+    differences = xml_differences(ref.body, our.body, reference.url, ours.url)
+    assert differences == {}
+    extended = "/wms:WMS_Capabilities/wms:Capability/{http://inspire.ec.europa.eu/schemas"
+    ref_paths = {generic_path(path) for path in flatten_xml(ref.body, reference.url)}
+    assert any(path.startswith(extended) for path in ref_paths)
+    # the same namespace declarations and schema locations
+    ref_root, our_root = etree.fromstring(ref.body), etree.fromstring(our.body)
+    assert our_root.nsmap == ref_root.nsmap

@@ -365,7 +365,7 @@ def test_fuzz_queries(client: Client, query: str) -> None:
 
 def test_authorize_denies_maps(client: Client) -> None:
     def deny(service, layers, environ=None, query_extent=None):  # type: ignore[no-untyped-def]
-        assert service == "ogcapi"
+        assert service in ("ogcapi.map", "ogcapi.tile")
         return {"authorized": "none"}
 
     environ = {"mapproxy.authorize": deny}

@@ -284,3 +284,76 @@ def test_legend_errors(client: Client, query: str, status: int, message: bytes) 
     resp = client.get(LEGEND + query)
     assert resp.status_code == status
     assert message in resp.data
+
+
+def _typed_by_path(request: Request) -> Response:
+    """XML from /a, compact JSON from /b, text elsewhere, whatever INFO_FORMAT asks."""
+    if request.path == "/a":
+        return Response(b'<?xml version="1.0"?>\n<root><a>1</a></root>', mimetype="text/xml")
+    if request.path == "/b":
+        return Response(b'{"type":"FeatureCollection","features":[]}', mimetype="application/json")
+    return Response(b"text", mimetype="text/plain")
+
+
+@pytest.mark.parametrize(
+    ("query", "content_type", "body"),
+    [
+        # One XML answer loses its declaration; its type comes from the version.
+        (
+            "LAYERS=one&QUERY_LAYERS=one&VERSION=1.1.1&SRS=EPSG:3857",
+            "application/vnd.ogc.gml",
+            b"<root><a>1</a></root>",
+        ),
+        (
+            "LAYERS=one&QUERY_LAYERS=one&VERSION=1.3.0&CRS=EPSG:3857&I=50&J=20",
+            "text/xml; charset=utf-8",
+            b"<root><a>1</a></root>",
+        ),
+        # One JSON answer is written anew.
+        (
+            "LAYERS=cached&QUERY_LAYERS=cached&VERSION=1.3.0&CRS=EPSG:3857&I=50&J=20",
+            "application/json",
+            b'{"type": "FeatureCollection", "features": []}',
+        ),
+        # Answers of different types are joined as text.
+        (
+            "LAYERS=both&QUERY_LAYERS=both&VERSION=1.1.1",
+            "text/plain; charset=utf-8",
+            b'<?xml version="1.0"?>\n<root><a>1</a></root>\n'
+            b'{"type":"FeatureCollection","features":[]}',
+        ),
+    ],
+)
+def test_answer_type_is_the_upstream_type(
+    client: Client, upstream: FakeUpstream, query: str, content_type: str, body: bytes
+) -> None:
+    # As in MapProxy 7.0.0: the Content-Type follows the upstream answers, not INFO_FORMAT.
+    upstream.handler = _typed_by_path
+    resp = client.get(GFI.replace("VERSION=1.1.1&", "") + "&INFO_FORMAT=text/html&" + query)
+    assert resp.status_code == 200, resp.data
+    assert resp.headers["Content-Type"] == content_type
+    assert resp.data == body
+
+
+def test_dimensions_are_not_forwarded(
+    make_app: Callable[..., Client], upstream: FakeUpstream, tmp_path: Any
+) -> None:
+    # MapProxy 7.0.0 sends neither dimensions nor forward_req_params with GetFeatureInfo.
+    config = CONFIG.replace("{url}", upstream.url).replace(
+        "    supported_srs: ['EPSG:4326']\n",
+        "    supported_srs: ['EPSG:4326']\n    forward_req_params: [time, foo]\n",
+    )
+    config = config.replace(
+        "  - {name: one, title: One, sources: [wa]}\n",
+        "  - {name: one, title: One, sources: [wa],\n"
+        "     dimensions: {time: {values: ['2020-01-01', '2020-01-02']}}}\n",
+    )
+    client = make_app(config, **{"upper.xsl": XSL})
+    extra = "&LAYERS=one&TIME=2020-01-01&FOO=bar"
+    assert client.get(GFI + "&QUERY_LAYERS=one&INFO_FORMAT=text/plain" + extra).status_code == 200
+    getmap = GFI.replace("GetFeatureInfo", "GetMap")
+    assert client.get(getmap + extra).status_code == 200
+    info, getmap_query = by_path(upstream, "/a")
+    assert info["request"] == "GetFeatureInfo"
+    assert "time" not in info and "foo" not in info
+    assert (getmap_query["time"], getmap_query["foo"]) == ("2020-01-01", "bar")

@@ -22,6 +22,35 @@ class TooManyTiles(MapProxyError):
     """A request would need more tiles than ``max_tile_limit`` allows."""
 
 
+NOT_A_SINGLE_TILE = "Request too large or invalid BBOX. (not a single tile)"
+
+
+class NotASingleTile(MapProxyError):
+    """A WMS-C (``TILED=true``) request does not match exactly one tile of a cache."""
+
+    def __init__(self, message: str = NOT_A_SINGLE_TILE) -> None:
+        super().__init__(message)
+
+
+def single_tile(grid: TileGrid, bbox: BBox, size: tuple[int, int]) -> TileCoord | None:
+    """The tile of ``grid`` whose bbox is ``bbox`` (grid srs) at ``size``, else None.
+
+    The level is the one a normal request of that resolution uses; the tile is the one
+    holding the bbox centre, and its bbox must match within a tenth of a pixel. The
+    coordinate may lie outside the grid (check ``grid.is_valid``).
+    """
+    if tuple(size) != tuple(grid.tile_size) or size[0] <= 0 or size[1] <= 0:
+        return None
+    res = min((bbox[2] - bbox[0]) / size[0], (bbox[3] - bbox[1]) / size[1])
+    if res <= 0:
+        return None
+    level = grid.closest_level(res)
+    coord = grid.tile_coord((bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2, level)
+    if not _same_bbox(grid.tile_bbox(coord), bbox, grid.resolution(level)):
+        return None
+    return coord
+
+
 class GridTileLoader(Protocol):
     """A TileManager: the grid it serves and a bulk tile load."""
 
@@ -90,6 +119,10 @@ class CacheMapLayer:
 
         manager = self._manager_for(query)
         grid = manager.grid
+        if query.tiled_only and (
+            not grid.srs.is_same_as(query.srs) or single_tile(grid, query.bbox, query.size) is None
+        ):
+            raise NotASingleTile()
         try:
             affected = grid.affected_tiles(query.bbox, query.size, query.srs)
         except (NoTiles, TransformationError):

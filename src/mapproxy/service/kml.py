@@ -102,6 +102,10 @@ class KMLService:
                 is_sw=grid.origin == "sw",
             )
 
+    def tile_set_paths(self) -> list[tuple[TileLayer, str]]:
+        """Every published tile layer with its ``<layer>/<grid part>`` path below ``/kml``."""
+        return [(tile_set.layer, tile_set.path) for tile_set in self._tile_sets.values()]
+
     def handle(self, request: Request) -> Response:
         """Answer a ``/kml`` request."""
         path = request.path

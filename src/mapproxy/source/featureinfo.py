@@ -21,6 +21,7 @@ __all__ = [
     "XSLTransformer",
     "info_type",
     "merge_docs",
+    "reserialized",
 ]
 
 
@@ -166,7 +167,8 @@ class WMSInfoSource:
                 response = self.source.client.open(url)
         except UpstreamHTTPError as error:
             raise SourceError(str(error)) from None
-        kind = info_type(self.info_format or query.info_format or response.content_type)
+        # As in MapProxy, the type of the answer is what the upstream says it sent.
+        kind = info_type(response.content_type or self.info_format or query.info_format)
         doc = FeatureInfoDoc(response.body, kind)
         if self.xslt is not None:
             doc = self.xslt.transform(doc)
@@ -185,6 +187,25 @@ def _reprojected(
     col = round((x - bbox[0]) / (bbox[2] - bbox[0]) * width)
     row = round((bbox[3] - y) / (bbox[3] - bbox[1]) * height)
     return bbox, (width, height), (col, row)
+
+
+def reserialized(doc: FeatureInfoDoc) -> bytes:
+    """One answer as MapProxy passes it on alone: XML without its declaration and JSON
+    written anew by ``json.dumps``; anything else (or what does not parse) unchanged."""
+    if doc.info_type == "xml":
+        from lxml import etree
+
+        try:
+            root = etree.fromstring(doc.body, etree.XMLParser(resolve_entities=False))
+        except (etree.LxmlError, ValueError):
+            return doc.body
+        return bytes(etree.tostring(root))
+    if doc.info_type == "json":
+        try:
+            return json.dumps(json.loads(doc.body)).encode("utf-8")
+        except ValueError:
+            return doc.body
+    return doc.body
 
 
 def merge_docs(docs: Sequence[FeatureInfoDoc], kind: str) -> bytes:

@@ -38,7 +38,7 @@ def build_services(
     wms_md.setdefault("title", "MapProxy WMS")
     if "wms" in configured:
         services["wms"] = _wms_service(
-            configured["wms"], root_layer, wms_md, config.globals.image, config
+            configured["wms"], root_layer, wms_md, config.globals.image, config, tile_layers
         )
     if "tms" in configured:
         # As in MapProxy, TMS does not offer layers with dimensions.
@@ -62,6 +62,7 @@ def _wms_service(
     md: dict[str, Any],
     image_globals: ImageGlobalsConfig,
     config: ProxyConfig,
+    tile_layers: list[TileLayer] | None = None,
 ) -> Any:
     from mapproxy.service.wms.service import WMSService
 
@@ -117,6 +118,9 @@ def _wms_service(
             for kind, path in (conf.featureinfo_xslt or {}).items()
         },
         inspire_md=inspire_md,
+        # WMS-C (TILED=true) serves the cached tiles of the tile layers
+        tile_layers=tile_layers or [],
+        max_tile_age_seconds=int(float(config.globals.tiles.expires_hours) * 3600),
     )
 
 

@@ -106,6 +106,8 @@ class DemoService:
     # overview --------------------------------------------------------------
     def _index(self) -> str:
         parts = [f"<h2>About</h2><p>MapProxy version {html.escape(__version__)}</p>"]
+        if "ogcapi" in self.services:
+            parts.append(_ogcapi_links())
         if "wms" in self.services:
             parts.append(
                 _capabilities_links(
@@ -156,6 +158,9 @@ class DemoService:
             parts.append(_capabilities_links("TMS", "tms_capabilities", "../tms/1.0.0/"))
             rows = [self._tile_row("tms_layer", layer) for layer in self.tile_layers]
             parts.append(_table(["Layer", "Grid", "SRS", "Format"], rows))
+        kml = self.services.get("kml")
+        if kml is not None:
+            parts.append(_kml_section(kml.tile_set_paths()))
         return _page("MapProxy Demo", "".join(parts))
 
     def _tile_row(self, param: str, layer: TileLayer) -> str:
@@ -334,6 +339,29 @@ def _capabilities_links(title: str, key: str, download: str) -> str:
         f'<a href="{html.escape(download)}">download XML</a> · '
         f'<a href="?{key}">view</a> · <a href="?{key}&amp;type=external">view (external)</a></p>'
     )
+
+
+def _ogcapi_links() -> str:
+    """Landing page, API definition and collections of ``/ogcapi`` as HTML and JSON."""
+    items = "".join(
+        f'<li>{label}: <a href="../ogcapi{path}">HTML</a> · '
+        f'<a href="../ogcapi{path}?f=json">JSON</a></li>'
+        for label, path in (("Landing page", ""), ("API", "/api"), ("Collections", "/collections"))
+    )
+    return f'<h2>OGC API</h2><ul class="capabilities">{items}</ul>'
+
+
+def _kml_section(tile_sets: Sequence[tuple[TileLayer, str]]) -> str:
+    """One KML super-overlay link (``../kml/<layer>/<grid part>``) per tile layer."""
+    rows = []
+    for layer, path in tile_sets:
+        href = html.escape(f"../kml/{quote(path)}")
+        rows.append(
+            f'<tr><td><a href="{href}">{html.escape(layer.name)}</a></td>'
+            f"<td>{html.escape(layer.grid_name)}</td><td>{html.escape(layer.grid.srs.code)}</td>"
+            f"<td>{html.escape(layer.extension)}</td></tr>"
+        )
+    return "<h2>KML</h2>" + _table(["Layer", "Grid", "SRS", "Format"], rows)
 
 
 def _page(title: str, content: str, head: str = "", script: str = "") -> str:

@@ -17,12 +17,18 @@ from mapproxy.errors import MapProxyError
 from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.image.options import ImageOptions
 from mapproxy.layer.base import TileLayer, WMSLayer
-from mapproxy.service.authorize import AUTHORIZE_KEY, authorize
+from mapproxy.layer.limit import CLIP_ALL, Clip, clip_for
+from mapproxy.service.authorize import (
+    AUTHORIZE_KEY,
+    Authorization,
+    authorize,
+    clipped_tile_response,
+)
 from mapproxy.service.base import no_cache, script_url, tile_response
 from mapproxy.service.ogcapi import documents as docs
 from mapproxy.service.ogcapi.documents import HTML, JSON, OGC_REL, TileMatrixSet, link
 from mapproxy.service.ogcapi.html import html_page
-from mapproxy.service.wms.render import LayerRenderer
+from mapproxy.service.wms.render import LayerAccess, LayerRenderer
 from mapproxy.source.base import MapQuery
 from mapproxy.srs import SRS, BBox, get_srs
 
@@ -136,13 +142,15 @@ class OGCAPIService:
             return self._api(request, base)
         if head == "collections":
             if count == 1:
-                return self._document(request, base, self._collections(base), "Collections")
+                listed = self._listed_collections(request)
+                return self._document(request, base, self._collections(base, listed), "Collections")
             collection = self.collections.get(parts[1])
             if collection is None:
                 self._check_params(request, _MAP_PARAMS)
                 raise OGCAPIError(404, "Not Found", "Collection not found")
             href = f"{base}/collections/{collection.id}"
             if count == 2:
+                self._authorize_listing(request, collection)
                 doc = self._collection_document(base, collection)
                 return self._document(request, base, doc, collection.title)
             return self._map_routes(request, base, collection, href, collection.id, parts[2:])
@@ -170,12 +178,13 @@ class OGCAPIService:
     ) -> Response:
         """``map[.ext]``, ``map/tiles[/tms[/z/row/col[.ext]]]`` below ``href``."""
         head, count = parts[0], len(parts)
-        self._authorize(request, collection)
         if count == 1 and head in ("map", "map.png", "map.jpg"):
             extension = head.partition(".")[2] or None
             return self._map(request, collection, extension)
         if head != "map" or count < 2 or parts[1] != "tiles":
             raise _NotFound()
+        if count <= 3:
+            self._authorize_listing(request, collection)
         tiles_href = f"{href}/map/tiles"
         label = "Whole dataset" if not collection.id else collection.id
         if count == 2:
@@ -198,22 +207,78 @@ class OGCAPIService:
             return self._tile(request, collection, tms, parts[3], parts[4], parts[5])
         raise _NotFound()
 
-    def _authorize(self, request: Request, collection: Collection) -> None:
-        """Refuse maps and tiles unless every layer of ``collection`` is fully permitted.
-
-        Partial permissions (limited areas) are not applied to OGC API yet: deny them.
-        """
+    def _callback_auth(
+        self,
+        request: Request,
+        service: str,
+        names: Sequence[str],
+        query_extent: tuple[str, BBox] | None,
+    ) -> Authorization | None:
+        """The callback's answer for ``names`` (None without a callback); raises on denial."""
         callback = request.environ.get(AUTHORIZE_KEY)
         if callback is None:
-            return
-        names = self.renderer.leaf_names(collection.layer_names)
-        auth = authorize(callback, request.environ, "ogcapi", names)
+            return None
+        auth = authorize(callback, request.environ, service, names, query_extent)
         denial = auth.denial
-        if denial is None and not auth.is_full:
-            denial = (403, "forbidden")
         if denial is not None:
-            kind = "Forbidden" if denial[0] == 403 else "Unauthorized"
-            raise OGCAPIError(denial[0], kind, denial[1])
+            raise _denied(denial)
+        return auth
+
+    def _listed_collections(self, request: Request) -> list[Collection]:
+        """Collections the ``/collections`` list shows: those with a permitted layer.
+
+        The callback sees service ``ogcapi.collections`` and every collection's layers;
+        a collection is listed when one of its layers permits ``map`` or ``tile``.
+        """
+        collections = list(self.collections.values())
+        leaves = {c.id: self.renderer.leaf_names(c.layer_names) for c in collections}
+        names = list(dict.fromkeys(name for group in leaves.values() for name in group))
+        auth = self._callback_auth(request, "ogcapi.collections", names, None)
+        if auth is None or auth.is_full:
+            return collections
+        return [c for c in collections if _any_permitted(auth, leaves[c.id])]
+
+    def _authorize_listing(self, request: Request, collection: Collection) -> None:
+        """Refuse a collection's documents (403) unless one of its layers is permitted."""
+        names = self.renderer.leaf_names(collection.layer_names)
+        auth = self._callback_auth(request, "ogcapi.collections", names, None)
+        if auth is not None and not _any_permitted(auth, names):
+            raise _denied((403, "forbidden"))
+
+    def _access(
+        self,
+        request: Request,
+        collection: Collection,
+        service: str,
+        feature: str,
+        query_extent: tuple[str, BBox],
+    ) -> LayerAccess | None:
+        """What a map or tile of ``collection`` may draw (None: everything).
+
+        Like WMS GetMap: a requested layer that is not permitted refuses the request
+        (403), unpermitted sub-layers of a group are left out. Maps are clipped to the
+        layer's and the request's ``limited_to``; tiles to the layer's own if it has one,
+        else the request's (as TMS/WMTS).
+        """
+        names = self.renderer.leaf_names(collection.layer_names)
+        auth = self._callback_auth(request, service, names, query_extent)
+        if auth is None or auth.is_full:
+            return None
+        permitted = frozenset(name for name in names if auth.permits(name, feature))
+        if not permitted or any(
+            name in names and name not in permitted for name in collection.layer_names
+        ):
+            raise _denied((403, "forbidden"))
+        limits: dict[str, tuple[Any, ...]] = {}
+        for name in permitted:
+            if feature == "tile":
+                area = auth.tile_limit(name)
+                areas: tuple[Any, ...] = () if area is None else (area,)
+            else:
+                areas = auth.map_limits(name)
+            if areas:
+                limits[name] = areas
+        return LayerAccess(permitted, limits)
 
     # documents ------------------------------------------------------------------
 
@@ -271,10 +336,10 @@ class OGCAPIService:
         )  # fmt: skip
         return {"links": links}
 
-    def _collections(self, base: str) -> dict[str, Any]:
+    def _collections(self, base: str, collections: Sequence[Collection]) -> dict[str, Any]:
         data = "list of all data collections served from this endpoint"
         return {
-            "collections": [self._collection_document(base, c) for c in self.collections.values()],
+            "collections": [self._collection_document(base, c) for c in collections],
             "links": docs.json_html_links(
                 f"{base}/collections",
                 f"The JSON representation of the {data}",
@@ -474,10 +539,13 @@ class OGCAPIService:
             raise _invalid("bbox must have minx < maxx and miny < maxy")
         size = self._map_size(params, bbox)
         options = self._request_options(params, format_name)
+        access = self._access(request, collection, "ogcapi.map", "map", (out_srs.code, bbox))
         query = MapQuery(
             bbox, size, out_srs, format=options.format, transparent=bool(options.transparent)
         )
-        response = self._render(collection, query, options)
+        response = self._render(collection, query, options, access)
+        if access is not None:
+            no_cache(response)
         response.headers["Content-Crs"] = f"<{docs.crs_uri(out_srs)}>"
         response.headers["Content-Bbox"] = docs.bbox_header(bbox)
         return response
@@ -532,10 +600,10 @@ class OGCAPIService:
         collection: Collection,
         query: MapQuery,
         options: ImageOptions,
-        cacheable: bool = False,
+        access: LayerAccess | None = None,
     ) -> Response:
         try:
-            result = self.renderer.render(collection.layer_names, query, options)
+            result = self.renderer.render(collection.layer_names, query, options, access)
         except MapProxyError as error:
             log.error("could not render %s: %s", collection.id or "dataset", error)
             raise OGCAPIError(500, "InternalError", str(error)) from error
@@ -573,21 +641,47 @@ class OGCAPIService:
         coord = TileCoord(col, row, level)
         bbox = grid.tile_bbox(coord)
         options = self.image_options[format_name]
+        query_extent = (grid.srs.code, bbox)
+        access = self._access(request, collection, "ogcapi.tile", "tile", query_extent)
         tile_layer = None
         if len(collection.layer_names) == 1:
             tile_layer = self.tile_layers.get((collection.layer_names[0], tms.grid.name or ""))
+        if (
+            access is not None
+            and tile_layer is not None
+            and tile_layer.name not in access.permitted
+        ):
+            tile_layer = None  # only some sub-layers are permitted: render those
         if tile_layer is not None and tile_layer.format.split(";")[0] == options.format:
+            clip = CLIP_ALL
+            if access is not None:
+                clip = _tile_clip(access, tile_layer.name, bbox, grid)
+                if clip.covers_nothing:
+                    return clipped_tile_response(None, clip, grid.tile_size)
             try:
                 tile = tile_layer.load_tile(coord)
             except MapProxyError as error:
                 log.error("error while loading tile %s of %s: %s", coord, tile_layer.name, error)
                 raise OGCAPIError(500, "InternalError", str(error)) from error
-            response = tile_response(
-                request, tile, options.format, self.options.max_tile_age_seconds
-            )
+            if not clip.covers_all:
+                response = clipped_tile_response(tile.data, clip, grid.tile_size)
+            else:
+                response = tile_response(
+                    request, tile, options.format, self.options.max_tile_age_seconds
+                )
         else:
-            query = MapQuery(bbox, grid.tile_size, grid.srs, format=options.format)
-            response = self._render(collection, query, options)
+            if access is not None and access.limits and options.format == "image/png":
+                options = replace(options, transparent=True)  # hidden parts as in TMS
+            query = MapQuery(
+                bbox,
+                grid.tile_size,
+                grid.srs,
+                format=options.format,
+                transparent=bool(options.transparent),
+            )
+            response = self._render(collection, query, options, access)
+            if access is not None:
+                no_cache(response)
         if response.status_code == 200:
             response.headers["Content-Crs"] = f"<{tms.crs}>"
             response.headers["Content-Bbox"] = docs.bbox_header(bbox)
@@ -596,6 +690,23 @@ class OGCAPIService:
 
 class _NotFound(Exception):
     """No route matches: the plain ``not found`` of the app."""
+
+
+def _denied(denial: tuple[int, str]) -> OGCAPIError:
+    kind = "Forbidden" if denial[0] == 403 else "Unauthorized"
+    return OGCAPIError(denial[0], kind, denial[1])
+
+
+def _any_permitted(auth: Authorization, names: Sequence[str]) -> bool:
+    return any(auth.permits(name, "map") or auth.permits(name, "tile") for name in names)
+
+
+def _tile_clip(access: LayerAccess, name: str, bbox: BBox, grid: Any) -> Clip:
+    """The clip of a cached tile of layer ``name`` (already known to be permitted)."""
+    areas = access.limits.get(name, ())
+    if not areas:
+        return CLIP_ALL
+    return clip_for(areas, bbox, grid.tile_size, grid.srs)
 
 
 def _tms_key(tms: TileMatrixSet) -> str:

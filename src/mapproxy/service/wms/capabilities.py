@@ -16,9 +16,10 @@ from xml.sax.saxutils import escape, quoteattr
 from pyproj.exceptions import ProjError
 
 from mapproxy.errors import MapProxyError
-from mapproxy.layer.base import ResolutionRange, WMSLayer
+from mapproxy.layer.base import ResolutionRange, TileLayer, WMSLayer
 from mapproxy.layer.limit import LimitArea
 from mapproxy.service.base import xml_safe
+from mapproxy.service.tms import tms_levels
 from mapproxy.service.wms.inspire import (
     INSPIRE_DEFAULT_STYLE,
     INSPIRE_NAMESPACES,
@@ -107,7 +108,14 @@ class CapabilitiesDocuments:
         featureinfo_types: Sequence[str] = ("text", "html", "xml"),
         legend_size: Callable[[str], tuple[int, int]] | None = None,
         inspire_md: Mapping[str, Any] | None = None,
+        tile_layers: Sequence[TileLayer] = (),
     ) -> None:
+        # WMS-C tile sets (1.1.x with tiled=true): one per layer and grid SRS; a later
+        # grid in the same SRS replaces an earlier one
+        wmsc: dict[tuple[str, str], TileLayer] = {}
+        for tile_layer in tile_layers:
+            wmsc[(tile_layer.name, tile_layer.grid.srs.code)] = tile_layer
+        self._tile_layers = list(wmsc.values())
         # INSPIRE view service metadata (1.3.0 only), a plain dict of the config
         self.inspire_md = dict(inspire_md or {})
         self.root = root
@@ -124,21 +132,32 @@ class CapabilitiesDocuments:
         self._bbox_srs = self._bbox_srs_entries(bbox_srs)
         self._layer_bboxes: dict[int, LayerBBoxes] = {}
         self._collect_bboxes(root)
-        self._documents: dict[str, str] = {}
+        self._documents: dict[tuple[str, bool], str] = {}
         for version in versions:
-            self._documents[version] = _without_blank_lines(self._build(version))
+            self._documents[(version, False)] = _without_blank_lines(self._build(version))
+            if version in _WMSC_VERSIONS:
+                tiled_document = self._build(version, tiled=True)
+                self._documents[(version, True)] = _without_blank_lines(tiled_document)
 
-    def render(self, version: str, url: str, view: Mapping[int, LayerView] | None = None) -> bytes:
+    def render(
+        self,
+        version: str,
+        url: str,
+        view: Mapping[int, LayerView] | None = None,
+        tiled: bool = False,
+    ) -> bytes:
         """The document for ``version`` served at the endpoint ``url`` (without query).
 
         Operations point at ``url?``; the service OnlineResource is ``url`` itself
         unless ``md.online_resource`` is set. A ``view`` (see ``authorized_view``)
         builds a document of the layers one user may see instead of the prebuilt one.
+        ``tiled`` adds the WMS-C tile sets (1.1.0/1.1.1 only).
         """
+        tiled = tiled and version in _WMSC_VERSIONS
         if view is None:
-            document = self._documents[version]
+            document = self._documents[(version, tiled)]
         else:
-            document = _without_blank_lines(self._build(version, view))
+            document = _without_blank_lines(self._build(version, view, tiled))
         quoted = escape(xml_safe(url)).replace('"', "&quot;")
         for index, name in enumerate(self._legend_layers):
             marker = _LEGEND_MARKER.format(index)
@@ -260,12 +279,14 @@ class CapabilitiesDocuments:
 
     # -- document building ----------------------------------------------------------
 
-    def _build(self, version: str, view: Mapping[int, LayerView] | None = None) -> str:
+    def _build(
+        self, version: str, view: Mapping[int, LayerView] | None = None, tiled: bool = False
+    ) -> str:
         if version == "1.0.0":
             return self._build_100(view)
         if version == "1.3.0":
             return self._build_130(view)
-        return self._build_111(version, view)
+        return self._build_111(version, view, tiled)
 
     def _md_text(self, key: str, default: str | None = None) -> str | None:
         value = self.md.get(key, default)
@@ -394,7 +415,9 @@ class CapabilitiesDocuments:
 
     # -- 1.1.0 / 1.1.1 --------------------------------------------------------------
 
-    def _build_111(self, version: str, view: Mapping[int, LayerView] | None = None) -> str:
+    def _build_111(
+        self, version: str, view: Mapping[int, LayerView] | None = None, tiled: bool = False
+    ) -> str:
         xlink_ns = f" {_XLINK}"
         dtd = (
             "http://schemas.opengis.net/wms/1.1.1/WMS_MS_Capabilities.dtd"
@@ -405,8 +428,8 @@ class CapabilitiesDocuments:
             '<?xml version="1.0"?>',
             f'<!DOCTYPE WMT_MS_Capabilities SYSTEM "{dtd}"',
             " [",
-            " <!ELEMENT VendorSpecificCapabilities EMPTY>",
-            " ]>",
+            *(_WMSC_DOCTYPE if tiled else [" <!ELEMENT VendorSpecificCapabilities EMPTY>"]),
+            " ]>  <!-- end of DOCTYPE declaration -->",
             f'<WMT_MS_Capabilities version="{version}">',
         ]
         lines += self._service_section("OGC:WMS", xlink_ns, with_vocabulary=False)
@@ -426,9 +449,26 @@ class CapabilitiesDocuments:
             "    <Format>application/vnd.ogc.se_blank</Format>",
             "  </Exception>",
         ]
+        if tiled:
+            lines += self._vendor_tile_sets(version, view)
         lines += self._layer_111(self.root, "  ", is_root=True, view=view)
         lines += ["</Capability>", "</WMT_MS_Capabilities>"]
         return "\n".join(lines)
+
+    def _vendor_tile_sets(self, version: str, view: Mapping[int, LayerView] | None) -> list[str]:
+        """WMS-C ``VendorSpecificCapabilities`` (omitted without tile sets); with a
+        ``view`` only the tile sets of listed layers."""
+        tile_layers = self._tile_layers
+        if view is not None:
+            listed = {node.name for node in self.root.iter_named() if id(node) in view}
+            tile_layers = [layer for layer in tile_layers if layer.name in listed]
+        if not tile_layers:
+            return []
+        lines = ["  <VendorSpecificCapabilities>"]
+        for tile_layer in tile_layers:
+            lines += _tile_set(tile_layer, version)
+        lines.append("  </VendorSpecificCapabilities>")
+        return lines
 
     def _layer_111(
         self,
@@ -650,6 +690,50 @@ class CapabilitiesDocuments:
             lines += self._layer_100(child, inner, view=view)
         lines.append(f"{indent}</Layer>")
         return lines
+
+
+_WMSC_VERSIONS = frozenset({"1.1.0", "1.1.1"})
+_WMSC_DOCTYPE = [
+    " <!ELEMENT VendorSpecificCapabilities (TileSet*) >",
+    " <!ELEMENT TileSet (SRS, BoundingBox?, Resolutions, Width, Height, Format, Layers*,"
+    " Styles*) >",
+    " <!ELEMENT Resolutions (#PCDATA) >",
+    " <!ELEMENT Width (#PCDATA) >",
+    " <!ELEMENT Height (#PCDATA) >",
+    " <!ELEMENT Layers (#PCDATA) >",
+    " <!ELEMENT Styles (#PCDATA) >",
+]
+
+
+def _tile_set(layer: TileLayer, version: str) -> list[str]:
+    """The WMS-C ``TileSet`` of one tile layer: its extent in the grid (grid srs), the
+    published (TMS) resolutions, tile size and format. As in MapProxy, 1.1.0 names the
+    global mercator grids ``OSGEO:41001`` (like TMS)."""
+    grid = layer.grid
+    srs_code = grid.srs.code
+    if version == "1.1.0" and grid.tms_profile == "global-mercator":
+        srs_code = "OSGEO:41001"
+    try:
+        bbox = layer.extent.bbox_for(grid.srs)
+    except (MapProxyError, ProjError):
+        bbox = grid.bbox
+    bbox = bbox_intersection(bbox, grid.bbox) or grid.bbox
+    resolutions = "".join(f"{number(grid.resolution(level))} " for level in tms_levels(grid))
+    width, height = grid.tile_size
+    image_format = "mixed" if layer.format == "image/mixed" else layer.format
+    return [
+        "    <TileSet>",
+        f"      <SRS>{text(srs_code)}</SRS>",
+        f'      <BoundingBox SRS={attr(srs_code)} minx="{number(bbox[0])}"'
+        f' miny="{number(bbox[1])}" maxx="{number(bbox[2])}" maxy="{number(bbox[3])}" />',
+        f"      <Resolutions>{resolutions}</Resolutions>",
+        f"      <Width>{width}</Width>",
+        f"      <Height>{height}</Height>",
+        f"      <Format>{text(image_format)}</Format>",
+        f"      <Layers>{text(layer.name)}</Layers>",
+        "      <Styles></Styles>",
+        "    </TileSet>",
+    ]
 
 
 def _without_blank_lines(document: str) -> str:

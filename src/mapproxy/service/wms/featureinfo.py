@@ -24,11 +24,13 @@ from mapproxy.source.featureinfo import (
     XSLTransformer,
     info_type,
     merge_docs,
+    reserialized,
 )
 
 log = logging.getLogger("mapproxy.service.wms")
 
-_ANSWER_TYPES = {"html", "xml", "json"}
+# Content-Type of an answer by its type (``featureinfo_types``); XML depends on the version.
+_ANSWER_MIMETYPES = {"html": "text/html", "json": "application/json", "text": "text/plain"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +68,12 @@ def expand_info(
     return items
 
 
-def response_mimetype(info_format: str | None) -> str:
-    """The Content-Type of the answer: the client's INFO_FORMAT if we know its type."""
-    if info_format and (
-        info_type(info_format) in _ANSWER_TYPES or info_format.lower() == "text/plain"
-    ):
-        return info_format
-    return "text/plain"
+def response_mimetype(kind: str, version: str) -> str:
+    """The Content-Type of an answer of type ``kind`` (as in MapProxy: XML is
+    ``application/vnd.ogc.gml`` up to WMS 1.1.1 and ``text/xml`` in 1.3.0)."""
+    if kind == "xml":
+        return "text/xml" if version == "1.3.0" else "application/vnd.ogc.gml"
+    return _ANSWER_MIMETYPES.get(kind, "text/plain")
 
 
 class FeatureInfoHandler:
@@ -187,7 +188,6 @@ class FeatureInfoHandler:
                     and auth.permits(item.owner, "featureinfo")
                     and point_in(point, auth.map_limits(item.owner), query)
                 ]
-        kind = info_type(request.info_format)
         docs: list[FeatureInfoDoc] = []
         try:
             for item in items:
@@ -199,14 +199,20 @@ class FeatureInfoHandler:
                 doc = item.source.get_feature_info(query)
                 if doc is not None:
                     docs.append(doc)
-            body = merge_docs(docs, kind)
+            # The answer has the type of the upstream answers (text if they differ).
+            kinds = {doc.info_type for doc in docs}
+            if not kinds:
+                kind = info_type(request.info_format)
+            else:
+                kind = kinds.pop() if len(kinds) == 1 else "text"
+            body = reserialized(docs[0]) if len(docs) == 1 else merge_docs(docs, kind)
             transformer = self.xslt.get(kind)
             if docs and transformer is not None:
                 body = transformer.transform(FeatureInfoDoc(body, kind)).body
         except MapProxyError as error:
             log.warning("GetFeatureInfo failed: %s", error)
             return error_response(version, str(error), None)
-        return no_cache(Response(body, mimetype=response_mimetype(request.info_format)))
+        return no_cache(Response(body, mimetype=response_mimetype(kind, version)))
 
 
 def _pixel(x_value: str, y_value: str) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
 from mapproxy.layer.base import MapLayer, ResolutionRange, WMSLayer
+from mapproxy.layer.cache_layer import NotASingleTile
 from mapproxy.layer.limit import Clip, LimitArea, apply_clip, clip_for
 from mapproxy.source.base import MapExtent, MapQuery
 from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersects
@@ -220,6 +221,9 @@ class LayerRenderer:
         results: list[ImageResult] = []
         errors: list[str] = []
         for outcome in outcomes:
+            if isinstance(outcome, NotASingleTile):
+                # a WMS-C request error, not a layer failure
+                raise RenderError(str(outcome)) from outcome
             if isinstance(outcome, MapProxyError):
                 log.warning(
                     "layer error in GetMap for bbox %s (%s): %s",

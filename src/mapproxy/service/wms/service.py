@@ -8,12 +8,14 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from mapproxy.errors import MapProxyError
 from mapproxy.image.encode import detect_format, encode_image
 from mapproxy.image.merge import merge_images
 from mapproxy.image.message import message_image
-from mapproxy.image.options import ImageOptions
+from mapproxy.image.options import ImageOptions, format_extension
 from mapproxy.image.result import ImageResult
-from mapproxy.layer.base import WMSLayer
+from mapproxy.layer.base import TileLayer, WMSLayer
+from mapproxy.layer.cache_layer import NotASingleTile, single_tile
 from mapproxy.layer.limit import LimitArea
 from mapproxy.service.authorize import AUTHORIZE_KEY, Authorization, authorize
 from mapproxy.service.base import (
@@ -21,6 +23,7 @@ from mapproxy.service.base import (
     no_cache,
     query_params,
     request_base_url,
+    tile_response,
     xml_response,
 )
 from mapproxy.service.wms.capabilities import CAPABILITIES_CONTENT_TYPES, CapabilitiesDocuments
@@ -72,6 +75,8 @@ class WMSService:
         featureinfo_types: Sequence[str] = DEFAULT_FEATUREINFO_TYPES,
         featureinfo_xslt: Mapping[str, str] | None = None,
         inspire_md: Mapping[str, Any] | None = None,
+        tile_layers: Sequence[TileLayer] = (),
+        max_tile_age_seconds: int = 259200,
     ) -> None:
         md = md or {}
         self.root_layer = root_layer
@@ -109,7 +114,15 @@ class WMSService:
             featureinfo_types,
             legend_size=self.legends.legend_size,
             inspire_md=inspire_md,
+            tile_layers=tile_layers,
         )
+        self.max_tile_age_seconds = max_tile_age_seconds
+        # WMS-C: the tile layers by name and grid SRS code (as in MapProxy, a later grid
+        # in the same SRS replaces an earlier one)
+        self.wmsc_layers: dict[str, dict[str, TileLayer]] = {}
+        for tile_layer in tile_layers:
+            by_srs = self.wmsc_layers.setdefault(tile_layer.name, {})
+            by_srs[tile_layer.grid.srs.code] = tile_layer
 
     def handle(self, request: Request) -> Response:
         """Answer one WMS request (any version, any operation)."""
@@ -147,7 +160,9 @@ class WMSService:
                     auth.permits,
                     lambda name: auth.map_limits(name) if name else _request_limits(auth),
                 )
-        body = self.capabilities.render(version, request_base_url(request), view)
+        # WMS-C: tile sets as VendorSpecificCapabilities (1.1.x only)
+        tiled = (query_params(request).get("tiled") or "").lower() == "true"
+        body = self.capabilities.render(version, request_base_url(request), view, tiled=tiled)
         return xml_response(body, CAPABILITIES_CONTENT_TYPES[version])
 
     def get_map(
@@ -174,6 +189,15 @@ class WMSService:
                 status, message = access_or_denial
                 return xml_exception_response(version, message, status=status)
             access = access_or_denial
+
+        if map_request.tiled and len(map_request.layers) == 1:
+            by_srs = self.wmsc_layers.get(map_request.layers[0])
+            if by_srs and (access is None or not access.limits):
+                wmsc = self._wmsc_tile(map_request, by_srs, environ)
+                if isinstance(wmsc, Response):
+                    return wmsc
+                if wmsc is not None:
+                    return exception_response(context, wmsc)
 
         options = map_request.format.options.updated(
             transparent=map_request.transparent, bgcolor=map_request.bgcolor
@@ -229,6 +253,40 @@ class WMSService:
             mimetype = detect_format(body) or "image/png"
         response = Response(body, mimetype=mimetype)
         return response if cacheable else no_cache(response)
+
+    def _wmsc_tile(
+        self,
+        map_request: GetMapRequest,
+        by_srs: Mapping[str, TileLayer],
+        environ: Mapping[str, Any] | None,
+    ) -> Response | str | None:
+        """A WMS-C GetMap of one tile layer: the cached tile, an error message, or None
+        to render normally (the tile lies outside the grid)."""
+        tile_layer = by_srs.get(map_request.srs.code) or next(iter(by_srs.values()))
+        requested_ext = format_extension(map_request.format.options.mime_type)
+        if requested_ext != tile_layer.extension:
+            return f"Invalid request: invalid tile format, use {tile_layer.extension}"
+        width, height = tile_layer.grid.tile_size
+        if tuple(map_request.size) != (width, height):
+            return f"Invalid request: invalid tile size (use {width}x{height})"
+        grid = tile_layer.grid
+        coord = None
+        if grid.srs.is_same_as(map_request.srs):
+            coord = single_tile(grid, map_request.bbox, map_request.size)
+        if coord is None:
+            return str(NotASingleTile())
+        if not grid.is_valid(coord):
+            return None
+        try:
+            dimensions = map_request.dimensions if tile_layer.dimensions else None
+            tile = tile_layer.load_tile(coord, dimensions=dimensions)
+        except MapProxyError as error:
+            return str(error)
+        mimetype = tile_layer.format
+        if mimetype == "image/mixed":
+            mimetype = detect_format(tile.data or b"") or "image/png"
+        request = Request(dict(environ or {}))
+        return tile_response(request, tile, mimetype, self.max_tile_age_seconds)
 
     def _map_access(
         self, callback: Any, environ: Mapping[str, Any], map_request: GetMapRequest
