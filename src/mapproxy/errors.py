@@ -36,3 +36,7 @@ class LockTimeout(MapProxyError):
 
 class TransformationError(MapProxyError):
     """Coordinates could not be transformed between two SRS."""
+
+
+class InvalidDimensionValue(MapProxyError):
+    """A dimension name or value cannot be used (e.g. it would change a cache path)."""

@@ -5,7 +5,6 @@ Expected values were taken from MapProxy 7.0.0 run as a black box with the same 
 
 from __future__ import annotations
 
-import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -228,21 +227,99 @@ def test_wmts_kvp_dimensions(client: Client, upstream: FakeUpstream) -> None:
     assert len(upstream.requests) == 2
 
 
-def test_tms_skips_dimension_layers(client: Client) -> None:
-    resp = client.get("/tms/1.0.0/cached/GLOBAL_WEBMERCATOR/1/0/0.png")
-    assert resp.status_code == 404
-    assert b"unknown layer: cached" in resp.data
+def test_tms_offers_dimension_layers_with_defaults(client: Client, upstream: FakeUpstream) -> None:
+    assert client.get("/tms/1.0.0/cached/EPSG3857/1/0/0.png").status_code == 200
+    assert extra_params(upstream) == [("/svc", {"time": "2020-01-01"})]
 
 
-def test_dimension_layer_on_stored_cache_warns(
-    make_app: Callable[..., Client], caplog: Any
+STORED = """
+services:
+  wms:
+    srs: ['EPSG:3857']
+  wmts:
+  tms:
+  kml:
+layers:
+  - name: cached
+    title: Cached
+    sources: [c]
+    dimensions:
+      time:
+        values: ['2020-01-01', '2020-01-02']
+      dim_band:
+        values: ['a', 'b']
+      elevation:
+        values: ['0', '500']
+        default: '0'
+caches:
+  c:
+    grids: [GLOBAL_WEBMERCATOR]
+    sources: [w]
+sources:
+  w:
+    type: wms
+    forward_req_params: ['time', 'foo', 'DIM_BAND']
+    req: {url: '{url}/svc', layers: l1}
+"""
+WMS_3857 = (
+    "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&SRS=EPSG:3857&BBOX=0,0,10000,10000"
+    "&WIDTH=100&HEIGHT=100&STYLES=&FORMAT=image/png&LAYERS=cached"
+)
+
+
+def _dimension_dirs(root: Any) -> set[str]:
+    """``name-value/...`` directory chains below ``c_EPSG3857`` (up to the level)."""
+    found = set()
+    for path in (root / "cache_data" / "c_EPSG3857").rglob("*.png"):
+        parts = path.relative_to(root / "cache_data" / "c_EPSG3857").parts
+        found.add("/".join(part for part in parts if "-" in part))
+    return found
+
+
+def test_stored_dimension_tiles_paths(
+    make_app: Callable[..., Client], upstream: FakeUpstream, tmp_path: Any
 ) -> None:
-    config = CONFIG.replace("    disable_storage: true\n", "").replace(
-        "{url}", "http://localhost:1"
+    # Paths and upstream parameters as observed on MapProxy 7.0.0 (the upstream there
+    # gets the client's spelling of the names).
+    client = make_app(STORED.replace("{url}", upstream.url))
+    kvp = KVP_TILE.replace("TILEMATRIX=1", "TILEMATRIX=2")
+    assert client.get(kvp + "&TIME=2020-01-01&DIM_BAND=b&FOO=x").status_code == 200
+    assert client.get("/tms/1.0.0/cached/EPSG3857/1/0/0.png").status_code == 200
+    assert (
+        client.get(WMS_3857 + "&Elevation=500&TIME=2020-01-02&dim_band=a&FOO=b").status_code == 200
     )
-    with caplog.at_level(logging.WARNING, logger="mapproxy.config"):
-        make_app(config)
-    assert "caching of dimension layer (cached) is not supported yet" in caplog.text
+    assert client.get(WMS_3857).status_code == 200
+    assert client.get(WMS_3857 + "&TIME=1999").status_code == 200
+    assert extra_params(upstream) == [
+        ("/svc", {"time": "2020-01-01", "dim_band": "b"}),
+        ("/svc", {"time": "2020-01-02", "dim_band": "b"}),
+        ("/svc", {"time": "2020-01-02", "dim_band": "a"}),
+        ("/svc", {}),
+        ("/svc", {"time": "1999"}),
+    ]
+    assert _dimension_dirs(tmp_path) == {
+        "elevation-0/time-2020-01-01/dim_band-b",
+        "elevation-0/time-2020-01-02/dim_band-b",
+        "Elevation-500/TIME-2020-01-02/dim_band-a",
+        "",
+        "TIME-1999",
+    }
+    # A second request is served from the dimension's directory.
+    assert client.get(WMS_3857 + "&TIME=1999").status_code == 200
+    assert len(upstream.requests) == 5
+
+
+@pytest.mark.parametrize("value", ["../x", "a/b", ".."])
+def test_path_changing_dimension_values_are_rejected(
+    make_app: Callable[..., Client], upstream: FakeUpstream, tmp_path: Any, value: str
+) -> None:
+    client = make_app(STORED.replace("{url}", upstream.url))
+    resp = client.get(WMS_3857 + f"&TIME={value}")
+    assert resp.status_code == 400
+    assert b'code="InvalidDimensionValue"' in resp.data
+    assert f"invalid dimension value (TIME={value}).".encode() in resp.data
+    assert upstream.requests == []
+    assert not (tmp_path / "cache_data" / "c_EPSG3857").exists()
 
 
 @pytest.mark.parametrize(

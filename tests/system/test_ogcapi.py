@@ -380,3 +380,106 @@ def test_authorize_denies_maps(client: Client) -> None:
 
     response = client.get(tile, environ_overrides={"mapproxy.authorize": allow})
     assert response.status_code == 200
+
+
+GRIDS_CONFIG = """
+services:
+  ogcapi:
+    default_dataset_layers: [geo]
+layers:
+  - name: geo
+    title: Geo
+    sources: [geo_cache]
+  - name: utm
+    title: UTM
+    sources: [utm_cache]
+caches:
+  geo_cache:
+    grids: [GLOBAL_GEODETIC, GLOBAL_MERCATOR, g4258, gcrs84]
+    sources: [red_wms]
+  utm_cache:
+    grids: [utm32]
+    sources: [red_wms]
+sources:
+  red_wms:
+    type: wms
+    req: {{url: "{url}/red", layers: red}}
+grids:
+  utm32:
+    srs: 'EPSG:25832'
+    bbox: [200000, 5200000, 1000000, 6200000]
+    origin: sw
+    num_levels: 3
+  g4258:
+    srs: 'EPSG:4258'
+    bbox: [5, 47, 15, 55]
+    origin: sw
+    num_levels: 2
+  gcrs84:
+    srs: 'CRS:84'
+    bbox: [5, 47, 15, 55]
+    origin: sw
+    num_levels: 2
+"""
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+@pytest.fixture
+def grids_client(make_app: Callable[..., Client], upstream: FakeUpstream) -> Client:
+    return make_app(GRIDS_CONFIG.format(url=upstream.url))
+
+
+@pytest.mark.parametrize(
+    ("name", "crs", "origin", "scale0"),
+    [
+        # values observed on MapProxy 7.0.0
+        ("GLOBAL_GEODETIC", CRS84, [-180.0, -90.0], 5022.321428571429),
+        (
+            "GLOBAL_MERCATOR",
+            "http://www.opengis.net/def/crs/EPSG/0/3857",
+            [-20037508.342789244, -20037508.342789244],
+            559082264.0287178,
+        ),
+        (
+            "utm32",
+            "http://www.opengis.net/def/crs/EPSG/0/25832",
+            [200000.0, 5200000.0],
+            13950892.857142858,
+        ),
+        # north/east axis order: y first
+        ("g4258", "http://www.opengis.net/def/crs/EPSG/0/4258", [47.0, 5.0], 139.50892857142858),
+        ("gcrs84", "http://www.opengis.net/def/crs/CRS/0/84", [5.0, 47.0], 139.50892857142858),
+    ],
+)
+def test_tile_matrix_set_crs_and_origin(
+    grids_client: Client, name: str, crs: str, origin: list[float], scale0: float
+) -> None:
+    tms = _json(grids_client.get(f"/ogcapi/tileMatrixSets/{name}"))
+    assert tms["crs"] == crs
+    level = tms["tileMatrices"][0]
+    assert level["pointOfOrigin"] == origin
+    assert level["scaleDenominator"] == scale0
+    tileset = _json(grids_client.get(f"/ogcapi/map/tiles/{name}"))
+    assert tileset["crs"] == crs
+
+
+def test_geographic_storage_crs(grids_client: Client) -> None:
+    doc = _json(grids_client.get("/ogcapi/collections/geo"))
+    assert doc["storageCrs"] == CRS84
+    assert "storageCrsBbox" not in doc["extent"]["spatial"]
+    doc = _json(grids_client.get("/ogcapi/collections/utm"))
+    assert doc["storageCrs"] == "http://www.opengis.net/def/crs/EPSG/0/25832"
+    assert doc["extent"]["spatial"]["storageCrsBbox"] == [
+        [200000.0, 5200000.0, 1000000.0, 6200000.0]
+    ]
+
+
+def test_dataset_tileset_link_titles(grids_client: Client) -> None:
+    doc = _json(grids_client.get("/ogcapi/map/tiles"))
+    tileset = doc["tilesets"][0]
+    assert tileset["title"] == "Whole dataset with GLOBAL_GEODETIC tile matrix set"
+    titles = {entry["rel"]: entry["title"] for entry in tileset["links"]}
+    assert titles["self"] == "GLOBAL_GEODETIC map tileset for the whole dataset (as JSON)"
+    single = _json(grids_client.get("/ogcapi/map/tiles/GLOBAL_GEODETIC"))
+    assert single["links"][2]["title"] == titles["self"]

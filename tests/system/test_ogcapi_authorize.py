@@ -119,6 +119,54 @@ def test_collections_list_is_filtered(client: Client) -> None:
     assert auth.get(client, tileset).status_code == 200
 
 
+def _spatial(client: Client, auth: Recorder, name: str) -> dict[str, Any]:
+    response = auth.get(client, f"/ogcapi/collections/{name}")
+    assert response.status_code == 200
+    listed = json.loads(auth.get(client, "/ogcapi/collections").data)["collections"]
+    entry = next(c for c in listed if c["id"] == name)
+    document = json.loads(response.data)
+    assert entry["extent"] == document["extent"]
+    return document["extent"]["spatial"]  # type: ignore[no-any-return]
+
+
+def test_collection_extents_shrink_to_limited_to(client: Client) -> None:
+    auth = _partial(red={"map": True, "limited_to": WEST}, blue={"map": True})
+    spatial = _spatial(client, auth, "red")
+    west, south, east, north = spatial["bbox"][0]
+    assert (west, east) == (-180.0, pytest.approx(0.0, abs=1e-6))
+    assert south == pytest.approx(-85.0511287798, abs=1e-6)
+    assert north == pytest.approx(85.0511287798, abs=1e-6)
+    storage = spatial["storageCrsBbox"][0]
+    assert storage[0] == pytest.approx(-20037508.34, abs=1)
+    assert storage[2] == pytest.approx(0.0, abs=1e-3)
+    # layers without their own limit keep their extent
+    public = json.loads(client.get("/ogcapi/collections/blue").data)["extent"]["spatial"]
+    assert _spatial(client, auth, "blue") == public
+
+
+def test_request_limited_to_shrinks_every_collection(client: Client) -> None:
+    auth = Recorder(
+        {
+            "authorized": "partial",
+            "limited_to": WEST,
+            "layers": {"red": {"map": True}, "blue": {"map": True}},
+        }
+    )
+    assert _spatial(client, auth, "blue")["bbox"][0] == [-180.0, -89.0, 0.0, 89.0]
+    assert _spatial(client, auth, "grp")["bbox"][0] == [-180.0, -89.0, 0.0, 89.0]
+    assert _spatial(client, auth, "red")["bbox"][0][2] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_collection_outside_limited_to_is_hidden(client: Client) -> None:
+    arctic = {"geometry": [0, 86, 10, 89], "srs": "EPSG:4326"}
+    auth = _partial(red={"map": True, "limited_to": arctic}, blue={"map": True})
+    response = auth.get(client, "/ogcapi/collections")
+    ids = [c["id"] for c in json.loads(response.data)["collections"]]
+    assert ids == ["grp", "blue"]
+    assert auth.get(client, "/ogcapi/collections/red").status_code == 403
+    assert auth.get(client, "/ogcapi/collections/red/map/tiles").status_code == 403
+
+
 @pytest.mark.parametrize(
     ("answer", "status"),
     [({"authorized": "none"}, 403), ({"authorized": "unauthenticated"}, 401)],

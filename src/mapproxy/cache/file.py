@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import os
@@ -11,6 +12,7 @@ from collections.abc import Callable, Mapping
 from PIL import Image, UnidentifiedImageError
 
 from mapproxy.cache.base import Tile
+from mapproxy.errors import InvalidDimensionValue
 from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.image.tile import is_single_color
 from mapproxy.util.fs import ensure_directory, temp_path_for, write_atomic
@@ -108,6 +110,22 @@ class FileCache:
     def __repr__(self) -> str:
         return f"FileCache({self.cache_dir!r}, {self.file_ext!r}, {self.directory_layout!r})"
 
+    def for_dimensions(self, dimensions: Mapping[str, str]) -> FileCache:
+        """A view of this cache for tiles of one set of dimension values.
+
+        Its tiles lie below ``<name>-<value>/`` directories (predefined names such as
+        ``time`` and ``elevation`` first, then ``dim_*`` names, each group sorted), and
+        it has its own lock id. Raises InvalidDimensionValue for names or values that
+        would leave their directory.
+        """
+        if not dimensions:
+            return self
+        view = copy.copy(self)
+        view._prefix = self._prefix + dimension_path(dimensions)
+        view.cache_dir = view._prefix.rstrip("/")
+        view.lock_cache_id = hashlib.md5(view.cache_dir.encode("utf-8")).hexdigest()
+        return view
+
     def tile_path(self, coord: TileCoord) -> str:
         """Absolute (or cache_dir relative) file path of ``coord``."""
         return self._prefix + self._layout(coord.x, coord.y, coord.z) + self._suffix
@@ -181,6 +199,19 @@ class FileCache:
         else:
             os.symlink(os.path.relpath(color_path, directory), temp_path)
         os.replace(temp_path, path)
+
+
+def dimension_path(dimensions: Mapping[str, str]) -> str:
+    """``name-value/`` segments for ``dimensions`` (see ``FileCache.for_dimensions``)."""
+    names = sorted(dimensions, key=lambda name: (name.lower().startswith("dim_"), name.lower()))
+    segments = []
+    for name in names:
+        value = dimensions[name]
+        for text in (name, value):
+            if ".." in text or "/" in text or "\\" in text or "\0" in text:
+                raise InvalidDimensionValue(f"invalid dimension value ({name}={value}).")
+        segments.append(f"{name}-{value}/")
+    return "".join(segments)
 
 
 def _link_mode(option: bool | str) -> str | None:

@@ -138,6 +138,11 @@ class TileLayer:
         return bool(self.info_sources)
 
     @property
+    def default_dimensions(self) -> dict[str, str]:
+        """The default value of each dimension (what TMS and KML request)."""
+        return {name: dimension.default for name, dimension in self.dimensions.items()}
+
+    @property
     def grid_name(self) -> str:
         return self.grid.name or self.grid.srs.srs_code_no_colon
 

@@ -67,6 +67,9 @@ class CacheMapLayer:
 
     The grid in the request SRS is used when there is one; otherwise a projected grid
     for projected requests and a geographic one for geographic requests, then the first.
+    Of the query's dimensions, caches with storage get those named in
+    ``dimension_names`` (the layer's, lower-case; spelled as in the query); caches with
+    ``disable_storage`` get all.
     """
 
     supports_meta_tiles = True
@@ -79,6 +82,7 @@ class CacheMapLayer:
         transparent: bool = False,
         max_tile_limit: int = 500,
         res_range: ResolutionRange | None = None,
+        dimension_names: frozenset[str] = frozenset(),
     ) -> None:
         if not tile_managers:
             raise ValueError("a cache layer needs at least one tile manager")
@@ -88,6 +92,7 @@ class CacheMapLayer:
         self.transparent = transparent
         self.max_tile_limit = max_tile_limit
         self.res_range = res_range
+        self.dimension_names = dimension_names
         self._manager_by_srs: dict[str, GridTileLoader] = {}
 
     def _manager_for(self, query: MapQuery) -> GridTileLoader:
@@ -134,9 +139,16 @@ class CacheMapLayer:
             )
         if not coords:
             return blank_image(query.size, options)
-        if query.dimensions and getattr(manager, "disable_storage", False):
+        dimensions = query.dimensions
+        if dimensions and not getattr(manager, "disable_storage", False):
+            dimensions = {
+                name: value
+                for name, value in dimensions.items()
+                if name.lower() in self.dimension_names
+            }
+        if dimensions:
             load: Any = manager.load_tiles
-            loaded: list[Tile] = load(coords, dimensions=query.dimensions)
+            loaded: list[Tile] = load(coords, dimensions=dimensions)
         else:
             loaded = manager.load_tiles(coords)
         by_coord = {tile.coord: tile for tile in loaded}

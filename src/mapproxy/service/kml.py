@@ -156,7 +156,7 @@ class KMLService:
             if clip.covers_nothing:
                 return clipped_tile_response(None, clip, layer.grid.tile_size)
         try:
-            tile = layer.load_tile(coord)
+            tile = layer.load_tile(coord, dimensions=layer.default_dimensions or None)
         except TileOutsideGrid:
             return _text_error(OUTSIDE_MESSAGE, 404)
         except MapProxyError as exc:

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from typing import Any
 from urllib.parse import quote
@@ -377,7 +378,11 @@ def _build_tile_set(layer: TileLayer, path: str) -> TileSet:
         path=path,
         extension=layer.extension,
         mimetype=layer.format.split(";", 1)[0].strip(),
-        load_tile=layer.load_tile,
+        load_tile=(
+            partial(layer.load_tile, dimensions=layer.default_dimensions)
+            if layer.dimensions
+            else layer.load_tile
+        ),
         grid_sizes=tuple(grid.grid_size(level) for level in range(grid.levels)),
         is_sw=grid.origin == "sw",
         tile_levels=tile_levels(grid),

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from mapproxy.cache.base import Tile, TileCache
-from mapproxy.errors import TileOutsideGrid, TransformationError
+from mapproxy.errors import InvalidDimensionValue, TileOutsideGrid, TransformationError
 from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.image.blank import blank_image, create_blank
 from mapproxy.image.encode import encode_image
@@ -33,7 +33,16 @@ _TilePatterns = Sequence[tuple[TileCoord, tuple[int, int]]]
 class _CreationJob:
     """Tiles created together: one meta tile, or one single tile."""
 
-    __slots__ = ("bbox", "clip_to_grid", "dimensions", "lock_coord", "patterns", "size", "wanted")
+    __slots__ = (
+        "bbox",
+        "cache",
+        "clip_to_grid",
+        "dimensions",
+        "lock_coord",
+        "patterns",
+        "size",
+        "wanted",
+    )
 
     def __init__(
         self,
@@ -50,6 +59,7 @@ class _CreationJob:
         self.clip_to_grid = clip_to_grid
         self.wanted: list[TileCoord] = []
         self.dimensions: Mapping[str, str] = {}
+        self.cache: TileCache | None = None
 
 
 class TileManager:
@@ -111,16 +121,19 @@ class TileManager:
         """The tile for ``coord``: stored bytes untouched on a hit, created on a miss.
 
         Timestamps are always loaded; ``with_metadata`` is accepted for compatibility.
-        ``dimensions`` reach the sources only when storage is disabled (stored tiles
-        have no dimensions). Raises TileOutsideGrid, SourceError, LockTimeout.
+        ``dimensions`` reach the sources; stored tiles with dimensions lie in their own
+        part of the cache (``cache.for_dimensions``). Raises TileOutsideGrid,
+        SourceError, LockTimeout, InvalidDimensionValue.
         """
         if not self.grid.is_valid(coord):
             raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
-        if not self.disable_storage:
-            tile = self.cache.load_tile(coord)
-            if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
-                return tile
-        return self._create([coord], force=False, dimensions=dimensions)[coord]
+        if self.disable_storage:
+            return self._create([coord], force=False, dimensions=dimensions)[coord]
+        cache = self._cache_for(dimensions) if dimensions else self.cache
+        tile = cache.load_tile(coord)
+        if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
+            return tile
+        return self._create([coord], force=False, dimensions=dimensions, cache=cache)[coord]
 
     def load_tiles(
         self,
@@ -137,14 +150,15 @@ class TileManager:
                 raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
         found: dict[TileCoord, Tile] = {}
         missing: list[TileCoord] = []
+        cache = self._cache_for(dimensions) if dimensions else self.cache
         for coord in dict.fromkeys(coords):
-            tile = None if self.disable_storage else self.cache.load_tile(coord)
+            tile = None if self.disable_storage else cache.load_tile(coord)
             if tile is None or self._is_stale(tile):
                 missing.append(coord)
             else:
                 found[coord] = tile
         if missing:
-            found.update(self._create(missing, force=False, dimensions=dimensions))
+            found.update(self._create(missing, force=False, dimensions=dimensions, cache=cache))
         return [found[coord] for coord in coords]
 
     def create_tiles(self, coords: Iterable[TileCoord]) -> list[Tile]:
@@ -168,6 +182,16 @@ class TileManager:
 
     # -- creation ----------------------------------------------------------------
 
+    def _cache_for(self, dimensions: Mapping[str, str]) -> TileCache:
+        """The part of the cache holding tiles with ``dimensions``."""
+        if self.disable_storage:
+            return self.cache
+        for_dimensions = getattr(self.cache, "for_dimensions", None)
+        if for_dimensions is None:
+            raise InvalidDimensionValue(f"cache {self.identifier} cannot store dimensions")
+        view: TileCache = for_dimensions(dimensions)
+        return view
+
     def _is_stale(self, tile: Tile) -> bool:
         if self.refresh_before is None:
             return False
@@ -178,11 +202,13 @@ class TileManager:
         coords: list[TileCoord],
         force: bool,
         dimensions: Mapping[str, str] | None = None,
+        cache: TileCache | None = None,
     ) -> dict[TileCoord, Tile]:
         jobs = self._jobs_for(coords)
-        if dimensions and self.disable_storage:
+        if dimensions or cache is not None:
             for job in jobs:
-                job.dimensions = dimensions
+                job.dimensions = dimensions or {}
+                job.cache = cache
         if len(jobs) == 1 or self.concurrent_tile_creators == 1:
             results = [self._run_job(job, force) for job in jobs]
         else:
@@ -228,26 +254,27 @@ class TileManager:
             job.wanted.append(coord)
         return list(jobs.values())
 
-    def _lock(self, coord: TileCoord) -> contextlib.AbstractContextManager[Any]:
+    def _lock(self, coord: TileCoord, cache: TileCache) -> contextlib.AbstractContextManager[Any]:
         if self.disable_storage:
             return contextlib.nullcontext()
-        return self.locker.lock(self.cache.lock_cache_id, coord)
+        return self.locker.lock(cache.lock_cache_id, coord)
 
     def _run_job(self, job: _CreationJob, force: bool) -> dict[TileCoord, Tile]:
-        with self._lock(job.lock_coord):
+        cache = job.cache if job.cache is not None else self.cache
+        with self._lock(job.lock_coord, cache):
             if not force and not self.disable_storage:
                 # Another thread or process may have created the tiles while we waited.
-                cached = self._load_cached(job.wanted)
+                cached = self._load_cached(job.wanted, cache)
                 if cached is not None:
                     return cached
             encoded, cacheable = self._render_tiles(job)
             created_at = time.time()
             timestamps: dict[TileCoord, float | None] = {}
             if cacheable and not self.disable_storage and self._may_store():
-                self.cache.store_tiles(encoded)
+                cache.store_tiles(encoded)
                 # Later requests get the stored timestamp (a file's mtime); the response
                 # for the new tile must carry the same one, or its ETag never validates.
-                timestamps = {coord: self.cache.tile_timestamp(coord) for coord in job.wanted}
+                timestamps = {coord: cache.tile_timestamp(coord) for coord in job.wanted}
         return {
             coord: Tile(coord, encoded[coord], timestamps.get(coord) or created_at, cacheable)
             for coord in job.wanted
@@ -257,10 +284,12 @@ class TileManager:
         # A cache without sources is read-only: never store placeholder tiles in it.
         return bool(self.sources)
 
-    def _load_cached(self, coords: list[TileCoord]) -> dict[TileCoord, Tile] | None:
+    def _load_cached(
+        self, coords: list[TileCoord], cache: TileCache
+    ) -> dict[TileCoord, Tile] | None:
         tiles = {}
         for coord in coords:
-            tile = self.cache.load_tile(coord)
+            tile = cache.load_tile(coord)
             if tile is None or self._is_stale(tile):
                 return None
             tiles[coord] = tile

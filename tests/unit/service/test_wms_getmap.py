@@ -291,7 +291,8 @@ def test_request_in_projected_srs(client: Client, layers: dict[str, FakeLayer]) 
 
 def test_dimensions_reach_layers(client: Client, layers: dict[str, FakeLayer]) -> None:
     client.get("/service", query_string=getmap(TIME="2020-01-01", DIM_BAND="nir"))
-    assert layers["base"].queries[-1].dimensions == {"time": "2020-01-01", "dim_band": "nir"}
+    # Spelled as sent (cache directories use the client's spelling, as in MapProxy).
+    assert layers["base"].queries[-1].dimensions == {"TIME": "2020-01-01", "DIM_BAND": "nir"}
 
 
 def test_wms_100_getmap(client: Client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from mapproxy.config.build.caches import BuiltCache, CacheBuilder
@@ -16,8 +15,6 @@ from mapproxy.image.options import format_extension
 from mapproxy.layer.base import ResolutionRange, TileLayer, TileLegend, WMSLayer
 from mapproxy.layer.cache_layer import CacheMapLayer, DirectMapLayer
 from mapproxy.layer.dimensions import parse_dimensions
-
-log = logging.getLogger("mapproxy.config")
 
 
 class LayerBuilder:
@@ -52,6 +49,7 @@ class LayerBuilder:
 
     def _build_layer(self, conf: LayerConfig, path: str, tile_layers: list[TileLayer]) -> WMSLayer:
         res_range = _res_range(conf)
+        dimensions = parse_dimensions(conf.dimensions, f"{path}.dimensions")
         map_layers: list[Any] = []
         caches_used: list[str] = []
         info_sources: list[Any] = []
@@ -79,9 +77,11 @@ class LayerBuilder:
                 )
             extent = resolved.extent or WORLD_EXTENT
             map_layers.append(DirectMapLayer(resolved, extent, res_range))
-        if res_range is not None:
+        if res_range is not None or dimensions:
             map_layers = [
-                _with_res_range(layer, res_range) if isinstance(layer, CacheMapLayer) else layer
+                _for_layer(layer, res_range, frozenset(dimensions))
+                if isinstance(layer, CacheMapLayer)
+                else layer
                 for layer in map_layers
             ]
         children = [
@@ -107,10 +107,8 @@ class LayerBuilder:
             legend_sources=(
                 [self._sources.static_legend(conf.legendurl)] if conf.legendurl else legend_sources
             ),
-            dimensions=parse_dimensions(conf.dimensions, f"{path}.dimensions"),
+            dimensions=dimensions,
         )
-        if layer.dimensions:
-            self._check_dimension_caches(conf, caches_used)
         if conf.name:
             tile_cache_names = conf.tile_sources or (
                 caches_used if len(caches_used) == 1 and len(map_layers) == 1 else []
@@ -150,22 +148,6 @@ class LayerBuilder:
                 )
             )
 
-    def _check_dimension_caches(self, conf: LayerConfig, caches_used: list[str]) -> None:
-        """Dimensions only reach the sources of caches with ``disable_storage: true``.
-
-        MapProxy 7.0.0 accepts other caches here (they ignore the dimensions), so
-        this only warns.
-        """
-        for cache_name in dict.fromkeys([*caches_used, *(conf.tile_sources or [])]):
-            cache_conf = self._config.caches.get(source_name(cache_name))
-            if cache_conf is not None and not cache_conf.disable_storage:
-                log.warning(
-                    "caching of dimension layer (%s) is not supported yet; "
-                    "dimensions are ignored unless cache %s has disable_storage: true",
-                    conf.name,
-                    cache_name,
-                )
-
 
 def _res_range(conf: LayerConfig) -> ResolutionRange | None:
     """The layer's resolution range; scales are converted with 0.28 mm pixels."""
@@ -180,8 +162,11 @@ def _res_range(conf: LayerConfig) -> ResolutionRange | None:
     return ResolutionRange(min_res=min_res, max_res=max_res)
 
 
-def _with_res_range(layer: CacheMapLayer, res_range: ResolutionRange) -> CacheMapLayer:
-    """A copy of a cache's layer limited to ``res_range`` (the cache's layer is shared)."""
+def _for_layer(
+    layer: CacheMapLayer, res_range: ResolutionRange | None, dimension_names: frozenset[str]
+) -> CacheMapLayer:
+    """A copy of a cache's layer limited to ``res_range`` and passing on the dimensions
+    ``dimension_names`` (the cache's layer is shared)."""
     return CacheMapLayer(
         layer.tile_managers,
         layer.extent,
@@ -189,4 +174,5 @@ def _with_res_range(layer: CacheMapLayer, res_range: ResolutionRange) -> CacheMa
         transparent=layer.transparent,
         max_tile_limit=layer.max_tile_limit,
         res_range=res_range,
+        dimension_names=dimension_names,
     )

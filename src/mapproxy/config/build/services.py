@@ -41,9 +41,7 @@ def build_services(
             configured["wms"], root_layer, wms_md, config.globals.image, config, tile_layers
         )
     if "tms" in configured:
-        # As in MapProxy, TMS does not offer layers with dimensions.
-        plain_layers = [layer for layer in tile_layers if not layer.dimensions]
-        services["tms"] = _tms_service(configured["tms"], plain_layers, wms_md, max_age)
+        services["tms"] = _tms_service(configured["tms"], tile_layers, wms_md, max_age)
     if "kml" in configured:
         services["kml"] = _kml_service(configured["kml"], tile_layers, wms_md, max_age)
     if "wmts" in configured:

@@ -17,7 +17,7 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 WEB_MERCATOR_QUAD = "WebMercatorQuad"
 WEB_MERCATOR_QUAD_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
 # OGC pixel size in metres; cellSize / this is the scale denominator (also for degrees).
-_PIXEL_SIZE_METRES = 0.28 / 1000
+_PIXEL_SIZE_METRES = 0.00028
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/" + name
@@ -59,6 +59,21 @@ def crs_uri(srs: SRS) -> str:
     """The OGC URI of ``srs``; geographic WGS84 in lon/lat order is CRS84."""
     code = srs.code.upper()
     if code in ("CRS:84", "OGC:CRS84"):
+        return CRS84
+    authority, _, number = code.partition(":")
+    if authority == "EPSG" and number == "900913":
+        number = "3857"
+    return f"http://www.opengis.net/def/crs/{authority}/0/{number}"
+
+
+def grid_crs_uri(srs: SRS) -> str:
+    """The CRS URI of a tile matrix set or storage CRS (as the reference names them).
+
+    EPSG:4326 is published as CRS84 (coordinates stay lon/lat); every other code,
+    ``CRS:84`` included, as ``.../def/crs/{authority}/0/{code}``.
+    """
+    code = srs.code.upper()
+    if code == "EPSG:4326":
         return CRS84
     authority, _, number = code.partition(":")
     if authority == "EPSG" and number == "900913":
@@ -121,7 +136,7 @@ class TileMatrixSet:
 
     @property
     def crs(self) -> str:
-        return crs_uri(self.grid.srs)
+        return grid_crs_uri(self.grid.srs)
 
     @property
     def is_web_mercator_quad(self) -> bool:
@@ -133,6 +148,8 @@ def tile_matrix_set_document(tms: TileMatrixSet) -> dict[str, Any]:
     grid = tms.grid
     minx, miny, _maxx, maxy = grid.bbox
     is_nw = grid.origin == "nw"
+    # a north/east CRS (other than EPSG:4326, published as CRS84) gives points as y/x
+    swap = tms.crs != CRS84 and grid.srs.is_axis_order_ne
     document: dict[str, Any] = {"id": tms.id, "title": tms.id, "crs": tms.crs}
     if tms.is_web_mercator_quad:
         document["uri"] = WEB_MERCATOR_QUAD_URI
@@ -143,13 +160,14 @@ def tile_matrix_set_document(tms: TileMatrixSet) -> dict[str, Any]:
     for level in range(grid.levels):
         res = grid.resolution(level)
         cols, rows = grid.grid_size(level)
+        origin = [minx, maxy] if is_nw else [minx, miny]
         matrices.append(
             {
                 "id": str(level),
                 "cellSize": res,
                 "scaleDenominator": res / _PIXEL_SIZE_METRES,
                 "cornerOfOrigin": "topLeft" if is_nw else "bottomLeft",
-                "pointOfOrigin": [minx, maxy] if is_nw else [minx, miny],
+                "pointOfOrigin": origin[::-1] if swap else origin,
                 "matrixWidth": cols,
                 "matrixHeight": rows,
                 "tileWidth": grid.tile_size[0],
@@ -161,10 +179,19 @@ def tile_matrix_set_document(tms: TileMatrixSet) -> dict[str, Any]:
 
 
 def tileset_document(
-    base: str, tms: TileMatrixSet, tiles_href: str, subject: str, formats: Sequence[str]
+    base: str,
+    tms: TileMatrixSet,
+    tiles_href: str,
+    label: str,
+    formats: Sequence[str],
+    subject: str | None = None,
 ) -> dict[str, Any]:
-    """One map tileset (``tiles_href`` is ``.../map/tiles``); ``subject`` names the data."""
-    document: dict[str, Any] = {"title": f"{subject} with {tms.id} tile matrix set"}
+    """One map tileset (``tiles_href`` is ``.../map/tiles``).
+
+    ``label`` names the data in the title, ``subject`` (default: ``label``) in the links.
+    """
+    document: dict[str, Any] = {"title": f"{label} with {tms.id} tile matrix set"}
+    subject = label if subject is None else subject
     if tms.is_web_mercator_quad:
         document["tileMatrixSetURI"] = WEB_MERCATOR_QUAD_URI
     document["dataType"] = "map"

@@ -30,7 +30,7 @@ from mapproxy.service.ogcapi.documents import HTML, JSON, OGC_REL, TileMatrixSet
 from mapproxy.service.ogcapi.html import html_page
 from mapproxy.service.wms.render import LayerAccess, LayerRenderer
 from mapproxy.source.base import MapQuery
-from mapproxy.srs import SRS, BBox, get_srs
+from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
 
 log = logging.getLogger("mapproxy.service.ogcapi")
 
@@ -150,8 +150,8 @@ class OGCAPIService:
                 raise OGCAPIError(404, "Not Found", "Collection not found")
             href = f"{base}/collections/{collection.id}"
             if count == 2:
-                self._authorize_listing(request, collection)
-                doc = self._collection_document(base, collection)
+                limited = self._authorize_listing(request, collection)
+                doc = self._collection_document(base, limited)
                 return self._document(request, base, doc, collection.title)
             return self._map_routes(request, base, collection, href, collection.id, parts[2:])
         if head in ("map", "map.png", "map.jpg"):
@@ -192,7 +192,8 @@ class OGCAPIService:
             return self._document(request, base, doc, f"Map tilesets for {label}")
         tms = self._tms(parts[2])
         if count == 3:
-            doc = docs.tileset_document(base, tms, tiles_href, label, list(self.image_options))
+            formats = list(self.image_options)
+            doc = docs.tileset_document(base, tms, tiles_href, label, formats, subject)
             doc["links"].extend(self._tileset_extra_links(base, tms, collection, label))
             response = self._document(request, base, doc, doc["title"])
             first = next(iter(self.image_options))
@@ -236,14 +237,28 @@ class OGCAPIService:
         auth = self._callback_auth(request, "ogcapi.collections", names, None)
         if auth is None or auth.is_full:
             return collections
-        return [c for c in collections if _any_permitted(auth, leaves[c.id])]
+        listed = []
+        for collection in collections:
+            if _any_permitted(auth, leaves[collection.id]):
+                limited = _limited_collection(collection, auth)
+                if limited is not None:
+                    listed.append(limited)
+        return listed
 
-    def _authorize_listing(self, request: Request, collection: Collection) -> None:
-        """Refuse a collection's documents (403) unless one of its layers is permitted."""
+    def _authorize_listing(self, request: Request, collection: Collection) -> Collection:
+        """Refuse a collection's documents (403) unless one of its layers is permitted.
+
+        Returns the collection with its extents cut to the answer's ``limited_to``
+        (403 as well when they do not meet, as the list leaves it out then).
+        """
         names = self.renderer.leaf_names(collection.layer_names)
         auth = self._callback_auth(request, "ogcapi.collections", names, None)
-        if auth is not None and not _any_permitted(auth, names):
+        if auth is None or auth.is_full:
+            return collection
+        limited = _limited_collection(collection, auth) if _any_permitted(auth, names) else None
+        if limited is None:
             raise _denied((403, "forbidden"))
+        return limited
 
     def _access(
         self,
@@ -410,7 +425,7 @@ class OGCAPIService:
                 f"The HTML representation of the {what} (as HTML)",
             ),
             "tilesets": [
-                docs.tileset_document(base, tms, tiles_href, label, formats)
+                docs.tileset_document(base, tms, tiles_href, label, formats, subject)
                 for tms in self.tile_matrix_sets.values()
             ],
         }
@@ -701,6 +716,27 @@ def _any_permitted(auth: Authorization, names: Sequence[str]) -> bool:
     return any(auth.permits(name, "map") or auth.permits(name, "tile") for name in names)
 
 
+def _limited_collection(collection: Collection, auth: Authorization) -> Collection | None:
+    """``collection`` with extents cut to its limits (as WMS capabilities); None: outside.
+
+    The areas are the collection layer's own ``limited_to`` and the request-wide one.
+    """
+    areas = auth.map_limits(collection.id) if collection.id else ()
+    if not areas:
+        return collection
+    crs84 = get_srs("CRS:84")
+    wgs84: BBox | None = collection.wgs84_bbox
+    storage: BBox | None = collection.storage_bbox
+    for area in areas:
+        wgs84_area = area.bbox_in(crs84)
+        wgs84 = bbox_intersection(wgs84, wgs84_area) if wgs84 and wgs84_area else None
+        storage_area = area.bbox_in(collection.storage_srs)
+        storage = bbox_intersection(storage, storage_area) if storage and storage_area else None
+    if wgs84 is None or storage is None:
+        return None
+    return replace(collection, wgs84_bbox=wgs84, storage_bbox=storage)
+
+
 def _tile_clip(access: LayerAccess, name: str, bbox: BBox, grid: Any) -> Clip:
     """The clip of a cached tile of layer ``name`` (already known to be permitted)."""
     areas = access.limits.get(name, ())
@@ -716,7 +752,8 @@ def _tms_key(tms: TileMatrixSet) -> str:
 def _collection(node: WMSLayer) -> Collection:
     extent = node.extent
     storage_srs = extent.srs
-    if storage_srs.is_latlong:
+    if storage_srs.code.upper() == "EPSG:4326":
+        # published as CRS84; other geographic systems (EPSG:4258) keep their own URI
         storage_srs = get_srs("CRS:84")
     try:
         wgs84 = extent.bbox_for(get_srs("CRS:84"))

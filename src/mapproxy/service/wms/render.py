@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 from pyproj.exceptions import ProjError
 
-from mapproxy.errors import MapProxyError
+from mapproxy.errors import InvalidDimensionValue, MapProxyError
 from mapproxy.image.blank import blank_image
 from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
@@ -221,6 +221,8 @@ class LayerRenderer:
         results: list[ImageResult] = []
         errors: list[str] = []
         for outcome in outcomes:
+            if isinstance(outcome, InvalidDimensionValue):
+                raise outcome
             if isinstance(outcome, NotASingleTile):
                 # a WMS-C request error, not a layer failure
                 raise RenderError(str(outcome)) from outcome

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from mapproxy.errors import MapProxyError
+from mapproxy.errors import InvalidDimensionValue, MapProxyError
 from mapproxy.image.encode import detect_format, encode_image
 from mapproxy.image.merge import merge_images
 from mapproxy.image.message import message_image
@@ -179,6 +180,11 @@ class WMSService:
             return xml_exception_response(version, error.message, error.code)
         except InvalidRequest as error:
             return exception_response(context, error.message, error.code)
+        if map_request.dimensions and environ is not None:
+            # Dimension directories of caches use the client's spelling (as MapProxy).
+            map_request = replace(
+                map_request, dimensions=_client_spelling(map_request.dimensions, environ)
+            )
 
         access = None
         callback = environ.get(AUTHORIZE_KEY) if environ is not None else None
@@ -213,6 +219,8 @@ class WMSService:
         )
         try:
             rendered = self.renderer.render(map_request.layers, query, options, access)
+        except InvalidDimensionValue as error:
+            return exception_response(context, str(error), "InvalidDimensionValue", 400)
         except RenderError as error:
             return exception_response(context, str(error))
 
@@ -278,7 +286,14 @@ class WMSService:
         if not grid.is_valid(coord):
             return None
         try:
+            # As in GetMap: caches with storage get only the layer's dimensions.
             dimensions = map_request.dimensions if tile_layer.dimensions else None
+            if dimensions and not getattr(tile_layer.tile_manager, "disable_storage", False):
+                dimensions = {
+                    name: value
+                    for name, value in dimensions.items()
+                    if name.lower() in tile_layer.dimensions
+                }
             tile = tile_layer.load_tile(coord, dimensions=dimensions)
         except MapProxyError as error:
             return str(error)
@@ -321,3 +336,12 @@ class WMSService:
 
 def _request_limits(auth: Authorization) -> tuple[LimitArea, ...]:
     return () if auth.limited_to is None else (auth.limited_to,)
+
+
+def _client_spelling(dimensions: Mapping[str, str], environ: Mapping[str, Any]) -> dict[str, str]:
+    """``dimensions`` (lower-case names) with names spelled as in the request."""
+    request = Request(dict(environ))
+    names: dict[str, str] = {}
+    for key in request.args:
+        names.setdefault(key.lower(), key)
+    return {names.get(name, name): value for name, value in dimensions.items()}

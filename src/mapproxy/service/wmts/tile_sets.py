@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from werkzeug.wrappers import Response
 
 from mapproxy.cache.base import Tile
-from mapproxy.errors import MapProxyError, TileOutsideGrid
+from mapproxy.errors import InvalidDimensionValue, MapProxyError, TileOutsideGrid
 from mapproxy.grid.tile_grid import TileCoord, TileGrid
 from mapproxy.layer.base import TileLayer
 from mapproxy.service.base import no_cache, xml_response, xml_safe
@@ -141,6 +141,8 @@ class WMTSTileSet:
             return self.load_tile(coord)
         except TileOutsideGrid as error:
             raise WMTSError(OUTSIDE_MESSAGE, "TileOutOfRange") from error
+        except InvalidDimensionValue as error:
+            raise WMTSError(str(error), "InvalidParameterValue") from error
         except MapProxyError as error:
             log.error("error while loading tile %s of %s: %s", coord, self.layer.name, error)
             raise WMTSError(str(error)) from error
