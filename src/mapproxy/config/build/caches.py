@@ -140,7 +140,7 @@ class CacheBuilder:
             )
             for grid_name in grid_names
         ]
-        data_extent = self._data_extent(conf, sources, path)
+        data_extent = self._data_extent(conf, backend, sources, path)
         grid = tile_managers[0].grid
         extent = data_extent or MapExtent(grid.bbox, grid.srs)
         map_layer = CacheMapLayer(
@@ -192,10 +192,17 @@ class CacheBuilder:
         )
 
     def _data_extent(
-        self, conf: CacheConfig, sources: Sequence[Any], path: str
+        self,
+        conf: CacheConfig,
+        backend: BackendCommonConfig,
+        sources: Sequence[Any],
+        path: str,
     ) -> MapExtent | None:
-        """The coverage, else the union of the sources' extents if all have one."""
-        coverage = coverage_extent(conf.coverage, path)
+        """The cache coverage (``cache.coverage`` or the cache's own ``coverage``), else the
+        union of the sources' extents if all have one."""
+        coverage = coverage_extent(backend.coverage, f"{path}.cache") or coverage_extent(
+            conf.coverage, path
+        )
         if coverage is not None:
             return coverage
         source_extents = [s.extent for s in sources if getattr(s, "extent", None) is not None]

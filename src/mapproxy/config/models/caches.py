@@ -15,6 +15,7 @@ from mapproxy.config.models.common import (
 
 class BackendCommonConfig(ConfigModel):
     tile_lock_dir: str | None = None
+    coverage: CoverageConfig | None = None
     directory_permissions: str | None = None
     file_permissions: str | None = None
 
