@@ -26,6 +26,7 @@ from mapproxy.service.wms.inspire import (
     INSPIRE_SCHEMA_LOCATION,
     extended_capabilities,
 )
+from mapproxy.service.wms.render import forced_extent_bbox
 from mapproxy.service.wms.request import FormatTable
 from mapproxy.source.base import MapExtent
 from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
@@ -236,7 +237,10 @@ class CapabilitiesDocuments:
                 code = str(entry.get("srs", ""))
                 raw_bbox = entry.get("bbox")
                 if raw_bbox:
-                    minx, miny, maxx, maxy = (float(v) for v in raw_bbox)
+                    # config numbers keep their spelling (``5`` stays ``5``), as MapProxy
+                    minx, miny, maxx, maxy = (
+                        v if isinstance(v, int | float) else float(v) for v in raw_bbox
+                    )
                     forced = (minx, miny, maxx, maxy)
             srs = offered.get(code.strip().upper())
             if srs is not None and all(srs != existing for existing, _ in entries):
@@ -266,15 +270,20 @@ class CapabilitiesDocuments:
             entries.append((native, None))
         bboxes: list[tuple[SRS, BBox]] = []
         for srs, forced in entries:
+            if forced is not None:
+                bbox = forced_extent_bbox(extent, srs, forced)
+                if bbox is not None:
+                    bboxes.append((srs, bbox))
+                    if srs.code == "EPSG:4326":
+                        # an explicit EPSG:4326 bbox also cuts the geographic bbox
+                        llbbox = bbox_intersection(llbbox, bbox) or llbbox
+                continue
             try:
-                bbox: BBox | None = _transform_extent(extent, srs)
+                plain: BBox = _transform_extent(extent, srs)
             except (MapProxyError, ProjError):
                 continue
-            if forced is not None and bbox is not None:
-                bbox = bbox_intersection(bbox, forced)
-            if bbox is None or not all(math.isfinite(v) for v in bbox):
-                continue
-            bboxes.append((srs, bbox))
+            if all(math.isfinite(v) for v in plain):
+                bboxes.append((srs, plain))
         return LayerBBoxes(llbbox, tuple(bboxes))
 
     # -- document building ----------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, ImageChops
 from pyproj.exceptions import ProjError
 
 from mapproxy.errors import InvalidDimensionValue, MapProxyError
@@ -21,9 +21,32 @@ from mapproxy.layer.base import MapLayer, ResolutionRange, WMSLayer
 from mapproxy.layer.cache_layer import NotASingleTile
 from mapproxy.layer.limit import Clip, LimitArea, apply_clip, clip_for
 from mapproxy.source.base import MapExtent, MapQuery
-from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersects
+from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersection, bbox_intersects, get_srs
 
 log = logging.getLogger("mapproxy.service.wms")
+
+
+_WORLD_BBOX = (-180.0, -90.0, 180.0, 90.0)
+
+
+def forced_extent_bbox(extent: MapExtent, srs: SRS, forced: BBox) -> BBox | None:
+    """The bbox in ``srs`` of ``extent`` cut to a ``bbox_srs`` entry's explicit ``forced``
+    bbox (given in ``srs``); None if they do not meet.
+
+    As MapProxy: a layer without a known extent (the world default) takes ``forced`` as
+    is; otherwise both are intersected in EPSG:4326 and the result transformed back.
+    """
+    if extent.srs.code == "EPSG:4326" and tuple(extent.bbox) == _WORLD_BBOX:
+        return forced
+    wgs84 = get_srs("EPSG:4326")
+    try:
+        lonlat = bbox_intersection(extent.bbox_for(wgs84), srs.transform_bbox_to(wgs84, forced))
+        if lonlat is None:
+            return None
+        bbox = wgs84.transform_bbox_to(srs, lonlat)
+    except (MapProxyError, ProjError):
+        return None
+    return bbox if all(math.isfinite(v) for v in bbox) else None
 
 
 class RenderError(MapProxyError):
@@ -86,7 +109,10 @@ class LayerRenderer:
         root: WMSLayer,
         on_source_errors: str = "notify",
         concurrent_layer_renderer: int = 1,
+        forced_bboxes: Mapping[str, BBox] | None = None,
     ) -> None:
+        # explicit ``bbox_srs`` bboxes by SRS code: layers are clipped to them
+        self.forced_bboxes = dict(forced_bboxes or {})
         self.items_by_name: dict[str, tuple[RenderItem, ...]] = {
             node.name: tuple(expand_layer(node)) for node in root.iter_named() if node.name
         }
@@ -116,6 +142,15 @@ class LayerRenderer:
         clips = self.clips(layer_names, query, access) if access is not None else None
         items = self.visible_items(layer_names, query, clips)
         masks = [clips[item.owner].mask for item in items] if clips is not None else None
+        forced = self.forced_bboxes.get(query.srs.code)
+        if forced is not None:
+            masks = [
+                _combine_masks(
+                    masks[index] if masks is not None else None,
+                    _window_mask(self._layer_bbox(item.layer.extent, query.srs), query),
+                )
+                for index, item in enumerate(items)
+            ]
         results, errors = self._query_layers([item.layer for item in items], query, masks)
         if errors and not results:
             raise RenderError("Could not get any sources:\n" + "\n".join(errors))
@@ -167,7 +202,7 @@ class LayerRenderer:
                         continue
                 if not all(r.contains(width, query.size[0], query.srs) for r in item.res_ranges):
                     continue
-                extent_bbox = self._extent_in(item.layer.extent, query.srs)
+                extent_bbox = self._layer_bbox(item.layer.extent, query.srs)
                 if extent_bbox is not None and not bbox_intersects(extent_bbox, bbox):
                     continue
                 visible.append(item)
@@ -177,10 +212,33 @@ class LayerRenderer:
                 continue
             if clips is not None and not clips[visible[index].owner].covers_all:
                 continue  # a clipped layer hides nothing outside its area
-            extent_bbox = self._extent_in(layer.extent, query.srs)
+            extent_bbox = self._layer_bbox(layer.extent, query.srs)
             if extent_bbox is not None and bbox_contains(extent_bbox, bbox):
                 return visible[index:]
         return visible
+
+    def _layer_bbox(self, extent: MapExtent | None, srs: SRS) -> BBox | None:
+        """The area a layer draws in ``srs``: its extent, cut to an explicit ``bbox_srs``
+        bbox of ``srs`` (an empty bbox if they do not meet)."""
+        forced = self.forced_bboxes.get(srs.code)
+        if forced is None:
+            return self._extent_in(extent, srs)
+        if extent is None:
+            return forced
+        key = (extent, "forced:" + srs.code)
+        try:
+            return self._extent_cache[key]
+        except KeyError:
+            pass
+        bbox = forced_extent_bbox(extent, srs, forced) or (
+            forced[0],
+            forced[1],
+            forced[0],
+            forced[1],
+        )
+        with self._lock:
+            self._extent_cache[key] = bbox
+        return bbox
 
     def _extent_in(self, extent: MapExtent | None, srs: SRS) -> BBox | None:
         """``extent`` as x/y bbox in ``srs``; None if unknown or not transformable."""
@@ -239,6 +297,32 @@ class LayerRenderer:
             else:
                 results.append(outcome)
         return results, errors
+
+
+def _window_mask(area: BBox | None, query: MapQuery) -> Image.Image | None:
+    """A mask (255 inside) of the pixels of ``query`` within ``area``; None if all are."""
+    if area is None or bbox_contains(area, query.bbox):
+        return None
+    minx, miny, maxx, maxy = query.bbox
+    width, height = query.size
+    x0 = math.floor((area[0] - minx) / (maxx - minx) * width)
+    x1 = math.floor((area[2] - minx) / (maxx - minx) * width)
+    y0 = math.floor((maxy - area[3]) / (maxy - miny) * height)
+    y1 = math.floor((maxy - area[1]) / (maxy - miny) * height)
+    mask = Image.new("L", (width, height), 0)
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(width, x1), min(height, y1)
+    if x1 > x0 and y1 > y0:
+        mask.paste(255, (x0, y0, x1, y1))
+    return mask
+
+
+def _combine_masks(a: Image.Image | None, b: Image.Image | None) -> Image.Image | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return ImageChops.multiply(a, b)
 
 
 def _query(

@@ -41,7 +41,7 @@ from mapproxy.service.wms.request import (
     request_version,
 )
 from mapproxy.source.base import MapQuery
-from mapproxy.srs import SRS, UnknownSRS, get_srs
+from mapproxy.srs import SRS, BBox, UnknownSRS, get_srs
 
 log = logging.getLogger("mapproxy.config")
 
@@ -99,7 +99,12 @@ class WMSService:
         self.parser = GetMapParser(
             list(self.layers_by_name), self.formats, self.srs, max_output_pixels
         )
-        self.renderer = LayerRenderer(root_layer, on_source_errors, concurrent_layer_renderer)
+        self.renderer = LayerRenderer(
+            root_layer,
+            on_source_errors,
+            concurrent_layer_renderer,
+            forced_bboxes=_forced_bboxes(bbox_srs, self.srs),
+        )
         self.featureinfo = FeatureInfoHandler(
             self.layers_by_name, self.parser, strict, featureinfo_xslt
         )
@@ -332,6 +337,20 @@ class WMSService:
         if options.mime_type in _TIFF_TYPES:
             return encode_image(image.as_image(), options, bbox=request.bbox, srs=request.srs)
         return image.as_bytes(options)
+
+
+def _forced_bboxes(
+    bbox_srs: Sequence[str | Mapping[str, Any]], offered: Mapping[str, SRS]
+) -> dict[str, BBox]:
+    """Explicit ``{srs, bbox}`` entries of ``bbox_srs`` by SRS code (offered SRS only)."""
+    forced: dict[str, BBox] = {}
+    for entry in bbox_srs:
+        if isinstance(entry, Mapping) and entry.get("bbox"):
+            srs = offered.get(str(entry.get("srs", "")).strip().upper())
+            if srs is not None and srs.code not in forced:
+                minx, miny, maxx, maxy = (float(v) for v in entry["bbox"])
+                forced[srs.code] = (minx, miny, maxx, maxy)
+    return forced
 
 
 def _request_limits(auth: Authorization) -> tuple[LimitArea, ...]:
