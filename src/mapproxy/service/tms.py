@@ -34,6 +34,7 @@ from mapproxy.service.base import (
     xml_response,
     xml_safe,
 )
+from mapproxy.service.decorate import DECORATE_IMG_KEY, decorated_tile_response
 from mapproxy.srs import bbox_intersection
 
 log = logging.getLogger("mapproxy.service.tms")
@@ -257,6 +258,18 @@ class TileService:
             return error(str(exc), 500)
         if not clip.covers_all:
             return clipped_tile_response(tile.data, clip, tile_set.layer.grid.tile_size)
+        decorate = request.environ.get(DECORATE_IMG_KEY)
+        if decorate is not None:
+            return decorated_tile_response(
+                decorate,
+                request,
+                "tms",
+                tile_set.layer,
+                coord,
+                tile,
+                tile_set.mimetype,
+                self.max_tile_age_seconds,
+            )
         return tile_response(request, tile, tile_set.mimetype, self.max_tile_age_seconds)
 
     # documents ----------------------------------------------------------------

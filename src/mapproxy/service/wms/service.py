@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from mapproxy.service.base import (
     tile_response,
     xml_response,
 )
+from mapproxy.service.decorate import DECORATE_IMG_KEY, REQUEST_KEY, decorate_image
 from mapproxy.service.wms.capabilities import CAPABILITIES_CONTENT_TYPES, CapabilitiesDocuments
 from mapproxy.service.wms.exceptions import exception_response, xml_exception_response
 from mapproxy.service.wms.featureinfo import FeatureInfoHandler
@@ -175,7 +176,7 @@ class WMSService:
         self,
         params: Mapping[str, str],
         version: str,
-        environ: Mapping[str, Any] | None = None,
+        environ: MutableMapping[str, Any] | None = None,
     ) -> Response:
         """Validate, authorize, render, merge and encode a GetMap request."""
         context = self.parser.exception_context(params, version)
@@ -185,6 +186,8 @@ class WMSService:
             return xml_exception_response(version, error.message, error.code)
         except InvalidRequest as error:
             return exception_response(context, error.message, error.code)
+        if environ is not None:
+            environ[REQUEST_KEY] = map_request
         if map_request.dimensions and environ is not None:
             # Dimension directories of caches use the client's spelling (as MapProxy).
             map_request = replace(
@@ -251,6 +254,14 @@ class WMSService:
             )
         if overlays:
             image = merge_images([image, *overlays], query.size, options)
+        decorate = environ.get(DECORATE_IMG_KEY) if environ is not None else None
+        if decorate is not None:
+            assert environ is not None
+            layers = self.renderer.leaf_names(map_request.layers)
+            if access is not None:
+                layers = [name for name in layers if name in access.permitted]
+            query_extent = (map_request.srs.code, map_request.bbox)
+            image = decorate_image(decorate, image, "wms.map", layers, environ, query_extent)
         cacheable = image.cacheable and not rendered.errors
 
         try:

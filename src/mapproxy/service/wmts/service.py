@@ -25,6 +25,7 @@ from mapproxy.service.base import (
     tile_response,
     xml_response,
 )
+from mapproxy.service.decorate import DECORATE_IMG_KEY, decorated_tile_response
 from mapproxy.service.wmts.capabilities import CAPABILITIES_CONTENT_TYPE, CapabilitiesTemplate
 from mapproxy.service.wmts.featureinfo import InfoFormats, featureinfo_response, parse_pixel
 from mapproxy.service.wmts.tile_sets import (
@@ -154,6 +155,18 @@ def _tile(
     tile = tile_set.load(coord, dimensions)
     if not clip.covers_all:
         return clipped_tile_response(tile.data, clip, tile_set.layer.grid.tile_size)
+    decorate = request.environ.get(DECORATE_IMG_KEY)
+    if decorate is not None:
+        return decorated_tile_response(
+            decorate,
+            request,
+            "wmts",
+            tile_set.layer,
+            coord,
+            tile,
+            tile_set.mimetype,
+            max_tile_age_seconds,
+        )
     return tile_response(request, tile, tile_set.mimetype, max_tile_age_seconds)
 
 
