@@ -16,6 +16,7 @@ from urllib3.exceptions import (
     InsecureRequestWarning,
     MaxRetryError,
     NewConnectionError,
+    ProtocolError,
     SSLError,
 )
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
@@ -175,10 +176,13 @@ class HTTPClient:
         duration = time.perf_counter() - start
         status = response.status
         try:
+            # urllib3 enforces Content-Length: a body cut short (connection dropped
+            # mid-body) raises ProtocolError(IncompleteRead) here, never returns short.
             payload = response.read()
         except (Urllib3HTTPError, OSError) as error:
             self._log_request(method, url, status, None, duration)
-            raise self._no_response(url, error) from error
+            reason = "Incomplete response from URL" if isinstance(error, ProtocolError) else None
+            raise self._no_response(url, error, reason) from error
         finally:
             response.release_conn()
         if status >= 400:
@@ -211,11 +215,13 @@ class HTTPClient:
             return "POST", base_url, parts.query.encode("ascii", "replace"), headers
         return "GET", url, None, headers
 
-    def _no_response(self, url: str, error: BaseException) -> UpstreamHTTPError:
+    def _no_response(
+        self, url: str, error: BaseException, reason: str | None = None
+    ) -> UpstreamHTTPError:
         reason_error = error.reason if isinstance(error, MaxRetryError) else error
         if isinstance(reason_error, SSLError):
             reason = "Could not verify connection to URL"
-        else:
+        elif reason is None:
             reason = "No response from URL"
         detail = _describe(reason_error)
         message = error_message(reason, url, detail, self.hide_error_details)

@@ -54,11 +54,13 @@ def image_from_response(
     source_name: str = "source WMS",
     logger: logging.Logger = log,
 ) -> ImageResult:
-    """Check that an upstream response is an image; raises SourceError for anything else.
+    """Check that an upstream response is a complete image; raises SourceError otherwise.
 
-    The format comes from the image bytes; an OGC exception text is logged on ``logger``.
+    The format comes from the image bytes, which are decoded fully (truncated or corrupt
+    images are refused); an OGC exception text is logged on ``logger``.
     """
     from mapproxy.image.encode import detect_format
+    from mapproxy.image.verify import looks_complete
 
     reason = f"No image returned from {source_name}"
     content_type = response.content_type
@@ -74,7 +76,21 @@ def image_from_response(
             detail = f"unknown image data (Content-Type: {content_type or 'none'})"
         logger.warning('%s "%s": %s', reason, response.url, detail)
         raise SourceError(error_message(reason, response.url, detail, hide_error_details))
-    return ImageResult(response.body, format=detected)
+    result = ImageResult(response.body, format=detected)
+    try:
+        if not looks_complete(response.body, detected):
+            # the same check cached tiles get: a tile failing it would be fetched forever
+            raise ValueError("image data is cut off")
+        # Decode fully now (the image is kept for splitting/merging): a truncated or
+        # corrupt image must never reach a cache or a client.
+        result.as_image()
+    except Exception as error:  # Pillow raises OSError, SyntaxError, struct.error, ...
+        detail = f"truncated or corrupt image data ({error or type(error).__name__})"
+        logger.warning('%s "%s": %s', reason, response.url, detail)
+        raise SourceError(
+            error_message(reason, response.url, detail, hide_error_details)
+        ) from error
+    return result
 
 
 def _param_value(value: object) -> str:

@@ -18,6 +18,7 @@ from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
 from mapproxy.image.tile import split_meta_image
+from mapproxy.image.verify import looks_complete
 from mapproxy.source.base import MapExtent, MapQuery, MapSource
 from mapproxy.srs import BBox, bbox_intersects
 from mapproxy.tilemanager.locking import LocalTileLocker, TileLocker
@@ -130,7 +131,7 @@ class TileManager:
         if self.disable_storage:
             return self._create([coord], force=False, dimensions=dimensions)[coord]
         cache = self._cache_for(dimensions) if dimensions else self.cache
-        tile = cache.load_tile(coord)
+        tile = self._load_checked(coord, cache)
         if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
             return tile
         return self._create([coord], force=False, dimensions=dimensions, cache=cache)[coord]
@@ -152,7 +153,7 @@ class TileManager:
         missing: list[TileCoord] = []
         cache = self._cache_for(dimensions) if dimensions else self.cache
         for coord in dict.fromkeys(coords):
-            tile = None if self.disable_storage else cache.load_tile(coord)
+            tile = None if self.disable_storage else self._load_checked(coord, cache)
             if tile is None or self._is_stale(tile):
                 missing.append(coord)
             else:
@@ -289,11 +290,31 @@ class TileManager:
     ) -> dict[TileCoord, Tile] | None:
         tiles = {}
         for coord in coords:
-            tile = cache.load_tile(coord)
+            tile = self._load_checked(coord, cache)
             if tile is None or self._is_stale(tile):
                 return None
             tiles[coord] = tile
         return tiles
+
+    def _load_checked(self, coord: TileCoord, cache: TileCache) -> Tile | None:
+        """The stored tile, or None if missing or visibly corrupt (cut off by another
+        tool or a full disk): such a tile is logged and created anew like a missing one."""
+        tile = cache.load_tile(coord)
+        if tile is None or looks_complete(tile.data, self.image_options.mime_type):
+            return tile
+        module = type(cache).__module__
+        logger = logging.getLogger(
+            module if module.startswith("mapproxy.cache") else "mapproxy.cache"
+        )
+        logger.error(
+            "corrupt tile %s/%s/%s in cache %s (%d bytes); creating it again",
+            coord.z,
+            coord.x,
+            coord.y,
+            self.identifier or repr(cache),
+            tile.size,
+        )
+        return None
 
     def _render_tiles(self, job: _CreationJob) -> tuple[dict[TileCoord, bytes], bool]:
         """Encoded tiles of ``job`` and whether they may be stored."""

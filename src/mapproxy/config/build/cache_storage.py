@@ -6,14 +6,29 @@ import os
 from typing import Any
 
 from mapproxy.config.build.paths import ConfigPaths
-from mapproxy.config.models.caches import BackendCommonConfig, CacheConfig, FileBackendConfig
+from mapproxy.config.models.caches import (
+    BackendCommonConfig,
+    CacheConfig,
+    FileBackendConfig,
+    GeoPackageBackendConfig,
+    MBTilesBackendConfig,
+    SQLiteBackendConfig,
+)
 from mapproxy.config.models.globals import CacheGlobalsConfig
 from mapproxy.errors import ConfigurationError
 from mapproxy.grid import TileGrid
 from mapproxy.image.options import ImageOptions, format_extension
 from mapproxy.util.registry import Registry
 
-CACHE_CLASSES: Registry[Any] = Registry("cache", {"file": "mapproxy.cache.file:FileCache"})
+CACHE_CLASSES: Registry[Any] = Registry(
+    "cache",
+    {
+        "file": "mapproxy.cache.file:FileCache",
+        "mbtiles": "mapproxy.cache.mbtiles:MBTilesCache",
+        "sqlite": "mapproxy.cache.mbtiles:SQLiteLevelsCache",
+        "geopackage": "mapproxy.cache.geopackage:GeoPackageCache",
+    },
+)
 
 
 class CacheStorageBuilder:
@@ -31,7 +46,11 @@ class CacheStorageBuilder:
         grid: TileGrid,
         image_options: ImageOptions,
     ) -> Any:
-        """The tile store of cache ``name`` for ``grid``; only file caches are supported."""
+        """The tile store of cache ``name`` for ``grid`` (file, mbtiles, sqlite, geopackage)."""
+        if isinstance(backend, MBTilesBackendConfig | SQLiteBackendConfig):
+            return self._sqlite_backend(name, conf, backend, grid)
+        if isinstance(backend, GeoPackageBackendConfig):
+            return self._geopackage_backend(name, conf, backend, grid)
         if not isinstance(backend, FileBackendConfig):
             raise ConfigurationError(
                 f"caches.{name}.cache.type: cache type '{backend.type}' "  # type: ignore[attr-defined]
@@ -56,6 +75,73 @@ class CacheStorageBuilder:
                 backend.directory_permissions or self._globals.directory_permissions
             ),
         )
+
+    def _cache_root(self, conf: CacheConfig) -> str:
+        return self._paths.path(conf.cache_dir) if conf.cache_dir else self._paths.base_dir
+
+    def _sqlite_backend(
+        self,
+        name: str,
+        conf: CacheConfig,
+        backend: MBTilesBackendConfig | SQLiteBackendConfig,
+        grid: TileGrid,
+    ) -> Any:
+        timeout = backend.sqlite_timeout
+        if timeout is None:
+            timeout = self._globals.sqlite_timeout
+        permissions = {
+            "file_permissions": _octal(backend.file_permissions or self._globals.file_permissions),
+            "directory_permissions": _octal(
+                backend.directory_permissions or self._globals.directory_permissions
+            ),
+        }
+        wal = bool(backend.sqlite_wal)
+        if isinstance(backend, MBTilesBackendConfig):
+            filename = backend.filename or f"{name}.mbtiles"
+            if filename.startswith("./") or os.path.isabs(filename):
+                path = self._paths.path(filename)
+            else:
+                path = os.path.join(self._cache_root(conf), filename)
+            return CACHE_CLASSES.get("mbtiles")(path, float(timeout), wal, **permissions)
+        if backend.directory:
+            directory = self._paths.path(backend.directory)
+        else:
+            directory = os.path.join(self._cache_root(conf), name)
+        directory = os.path.join(directory, str(grid.name))
+        return CACHE_CLASSES.get("sqlite")(
+            directory, float(timeout), wal, backend.ttl or 0, **permissions
+        )
+
+    def _geopackage_backend(
+        self, name: str, conf: CacheConfig, backend: GeoPackageBackendConfig, grid: TileGrid
+    ) -> Any:
+        table_name = backend.table_name or f"{name}_{grid.name}"
+        if backend.levels:
+            root = backend.directory
+            if root:
+                path = os.path.join(self._paths.path(root), str(grid.name))
+            else:
+                path = os.path.join(self._cache_root(conf), name, str(grid.name))
+        else:
+            filename = backend.filename or f"{name}.gpkg"
+            if filename.startswith("./") or os.path.isabs(filename):
+                path = self._paths.path(filename)
+            else:
+                path = os.path.join(self._cache_root(conf), filename)
+        try:
+            return CACHE_CLASSES.get("geopackage")(
+                path,
+                table_name,
+                grid,
+                levels=backend.levels,
+                sqlite_timeout=float(self._globals.sqlite_timeout),
+                file_permissions=_octal(backend.file_permissions or self._globals.file_permissions),
+                directory_permissions=_octal(
+                    backend.directory_permissions or self._globals.directory_permissions
+                ),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"caches.{name}.cache: {exc}") from None
 
     def tile_lock_dir(self, conf: CacheConfig, backend: BackendCommonConfig) -> str:
         """The directory of the meta tile locks: configured, else ``tile_locks`` in the cache."""
