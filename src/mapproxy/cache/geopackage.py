@@ -150,54 +150,28 @@ class _GeoPackageFile:
         self.table = table_name
 
     def load(self, coord: TileCoord, with_data: bool = True) -> Tile | None:
-        conn = self.db.connection(create=False)
-        if conn is None:
-            return None
         column = "tile_data" if with_data else "1"
-        try:
-            row = conn.execute(
-                f"SELECT {column} FROM [{self.table}] "
-                "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (coord.z, coord.x, coord.y),
-            ).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
+        row = self.db.fetch_one(
+            f"SELECT {column} FROM [{self.table}] "
+            "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+            (coord.z, coord.x, coord.y),
+        )
         if row is None:
             return None
         return Tile(coord, bytes(row[0]) if with_data else None, None)
 
     def store(self, tiles: Mapping[TileCoord, bytes]) -> None:
-        if not tiles:
-            return
-        conn = self.db.connection(create=True)
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO [{self.table}] "
-                "(zoom_level, tile_column, tile_row, tile_data) VALUES (?, ?, ?, ?)",
-                [(c.z, c.x, c.y, sqlite3.Binary(d)) for c, d in tiles.items()],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        self.db.write_many(
+            f"INSERT OR REPLACE INTO [{self.table}] "
+            "(zoom_level, tile_column, tile_row, tile_data) VALUES (?, ?, ?, ?)",
+            [(c.z, c.x, c.y, sqlite3.Binary(d)) for c, d in tiles.items()],
+        )
 
     def remove(self, coord: TileCoord) -> None:
-        conn = self.db.connection(create=False)
-        if conn is None:
-            return
-        try:
-            conn.execute(
-                f"DELETE FROM [{self.table}] "
-                "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (coord.z, coord.x, coord.y),
-            )
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
+        self.db.delete(
+            f"DELETE FROM [{self.table}] WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+            (coord.z, coord.x, coord.y),
+        )
 
 
 class GeoPackageCache:

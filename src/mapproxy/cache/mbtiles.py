@@ -13,7 +13,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from mapproxy.cache.base import Tile
 from mapproxy.grid.tile_grid import TileCoord
@@ -98,16 +99,44 @@ class SQLiteFile:
             try:
                 if self.wal:
                     conn.execute("PRAGMA journal_mode = wal")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _write_transaction(conn):
                     self._init(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
             finally:
                 conn.close()
             self._ready = True
+
+    def fetch_one(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
+        """The first row of a query; None if the file or its table does not exist yet."""
+        conn = self.connection(create=False)
+        if conn is None:
+            return None
+        try:
+            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+        except sqlite3.OperationalError as exc:
+            if _missing_table(exc):
+                return None
+            raise
+        return row
+
+    def write_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        """Run ``sql`` for every row in one write transaction (created file if needed)."""
+        if not rows:
+            return
+        conn = self.connection(create=True)
+        assert conn is not None
+        with _write_transaction(conn):
+            conn.executemany(sql, rows)
+
+    def delete(self, sql: str, params: tuple[object, ...]) -> None:
+        """Run a DELETE; a missing file or table means there is nothing to delete."""
+        conn = self.connection(create=False)
+        if conn is None:
+            return
+        try:
+            conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if not _missing_table(exc):
+                raise
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -116,6 +145,22 @@ class SQLiteFile:
             self._local.conn = None
             if getattr(self._local, "pid", None) == os.getpid():
                 conn.close()
+
+
+@contextlib.contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (also KeyboardInterrupt)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _missing_table(error: sqlite3.OperationalError) -> bool:
+    return "no such table" in str(error)
 
 
 def _mbtiles_init(timestamps: bool) -> _Init:
@@ -152,22 +197,14 @@ class _TilesTable:
         return bool(self.ttl) and timestamp is not None and timestamp + self.ttl < time.time()
 
     def load(self, coord: TileCoord, with_data: bool = True) -> Tile | None:
-        conn = self.db.connection(create=False)
-        if conn is None:
-            return None
         columns = "tile_data" if with_data else "1"
         if self.timestamps:
             columns += ", last_modified"
-        try:
-            row = conn.execute(
-                f"SELECT {columns} FROM tiles "
-                "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (coord.z, coord.x, coord.y),
-            ).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
+        row = self.db.fetch_one(
+            f"SELECT {columns} FROM tiles "
+            "WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+            (coord.z, coord.x, coord.y),
+        )
         if row is None:
             return None
         timestamp = _parse_local_time(row[1]) if self.timestamps else None
@@ -177,43 +214,26 @@ class _TilesTable:
         return Tile(coord, data, timestamp)
 
     def store(self, tiles: Mapping[TileCoord, bytes]) -> None:
-        if not tiles:
-            return
-        conn = self.db.connection(create=True)
-        assert conn is not None
         if self.timestamps:
             now = _local_time(time.time())
-            sql = (
+            self.db.write_many(
                 "INSERT OR REPLACE INTO tiles "
                 "(zoom_level, tile_column, tile_row, tile_data, last_modified) "
-                "VALUES (?, ?, ?, ?, ?)"
+                "VALUES (?, ?, ?, ?, ?)",
+                [(c.z, c.x, c.y, sqlite3.Binary(d), now) for c, d in tiles.items()],
             )
-            rows: list[tuple[object, ...]] = [
-                (c.z, c.x, c.y, sqlite3.Binary(d), now) for c, d in tiles.items()
-            ]
         else:
-            sql = (
+            self.db.write_many(
                 "INSERT OR REPLACE INTO tiles (zoom_level, tile_column, tile_row, tile_data) "
-                "VALUES (?, ?, ?, ?)"
+                "VALUES (?, ?, ?, ?)",
+                [(c.z, c.x, c.y, sqlite3.Binary(d)) for c, d in tiles.items()],
             )
-            rows = [(c.z, c.x, c.y, sqlite3.Binary(d)) for c, d in tiles.items()]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def remove(self, coord: TileCoord) -> None:
-        conn = self.db.connection(create=False)
-        if conn is None:
-            return
-        with contextlib.suppress(sqlite3.OperationalError):
-            conn.execute(
-                "DELETE FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (coord.z, coord.x, coord.y),
-            )
+        self.db.delete(
+            "DELETE FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+            (coord.z, coord.x, coord.y),
+        )
 
 
 class MBTilesCache:
