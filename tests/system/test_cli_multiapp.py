@@ -7,7 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_cli_serve import Server, fetch, free_port, touch_later, util_script, wait_for, wms_title
+from test_cli_serve import (
+    Server,
+    fetch,
+    free_port,
+    server_starter,
+    touch_later,
+    util_script,
+    wait_for,
+    wms_title,
+)
 
 PROJECT_YAML = """\
 services:
@@ -28,27 +37,7 @@ CAPS = "/service?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.1.1"
 
 @pytest.fixture
 def start_multiapp(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(*args: str) -> Server:
-        port = free_port()
-        log_dir = tmp_path / f"logs{len(servers)}"
-        log_dir.mkdir()
-        with open(log_dir / "out.txt", "wb") as out, open(log_dir / "err.txt", "wb") as err:
-            process = subprocess.Popen(
-                [util_script(), "serve-multiapp-develop", "-b", f"127.0.0.1:{port}", *args],
-                cwd=tmp_path,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        server = Server(process, log_dir, port)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from server_starter(tmp_path, "serve-multiapp-develop")
 
 
 def test_serves_projects_and_picks_up_changes_without_restart(

@@ -120,8 +120,8 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def server_starter(tmp_path: Path, command: str) -> Iterator[Callable[..., Server]]:
+    """Yield ``start(*args)`` running ``mapproxy-util <command>`` on a free port; stops all."""
     servers: list[Server] = []
 
     def start(*args: str) -> Server:
@@ -130,7 +130,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         log_dir.mkdir()
         with open(log_dir / "out.txt", "wb") as out, open(log_dir / "err.txt", "wb") as err:
             process = subprocess.Popen(
-                [util_script(), "serve-develop", "-b", f"127.0.0.1:{port}", *args],
+                [util_script(), command, "-b", f"127.0.0.1:{port}", *args],
                 cwd=tmp_path,
                 stdout=out,
                 stderr=err,
@@ -143,6 +143,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    yield from server_starter(tmp_path, "serve-develop")
 
 
 def wms_title(body: str) -> str | None:
