@@ -23,6 +23,8 @@ PACKAGES=(
   chromium                  # headless browser for tests/integration/test_demo_browser.py
   fonts-liberation          # readable text in its screenshots (a Recommends of chromium)
   gdal-bin                  # gdalinfo/gdal_translate in tests/integration/test_gdal_cli.py
+  fonts-dejavu-core         # DejaVuSans.ttf: watermarks look like the reference's
+  redis-server              # tests/integration/redis_server.py (own port, own temp dir)
 )
 PACKAGES+=("$@")
 

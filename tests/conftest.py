@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,18 @@ from werkzeug.test import Client
 sys.path.insert(0, str(Path(__file__).parent))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_handlers() -> Iterator[None]:
+    """Commands run in-process attach handlers to the stream of the moment (pytest's
+    captured stdout); drop them afterwards, or later tests log into closed files."""
+    loggers = [logging.getLogger(), logging.getLogger("mapproxy")]
+    saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    yield
+    for logger, handlers, level in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 def image_from(response) -> Image.Image:  # type: ignore[no-untyped-def]

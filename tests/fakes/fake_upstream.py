@@ -14,6 +14,7 @@ WIDTH/HEIGHT, 256x256 otherwise)::
 from __future__ import annotations
 
 import io
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -129,8 +130,11 @@ class FakeUpstream:
     ``recorded`` holds the full ``RecordedRequest`` objects (method, headers, body).
     """
 
-    def __init__(self, handler: Handler | None = None) -> None:
+    def __init__(
+        self, handler: Handler | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.handler: Handler = handler or image_handler()
+        self.ssl_context = ssl_context  # serve HTTPS with this context
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.recorded: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -146,7 +150,12 @@ class FakeUpstream:
             return self
         self._stopping.clear()
         self._server = make_server(
-            "127.0.0.1", 0, self._wsgi_app, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1",
+            0,
+            self._wsgi_app,
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=self.ssl_context,
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -184,8 +193,9 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:12345`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:12345`` (no trailing slash; https with SSL)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def sleep(self, seconds: float) -> None:
         """Sleep inside a handler; returns early when the server stops."""

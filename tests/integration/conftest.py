@@ -8,14 +8,17 @@ import pytest
 
 try:  # works whether or not tests/ is turned into a package later
     from .mapserver import MapServerMissing, MapServerWMS, find_mapserv
+    from .redis_server import RedisServer, RedisServerMissing, find_redis_server
 except ImportError:
     from mapserver import MapServerMissing, MapServerWMS, find_mapserv
+    from redis_server import RedisServer, RedisServerMissing, find_redis_server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests using the MapServer fixture are integration tests."""
     for item in items:
-        if "mapserver_wms" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "mapserver_wms" in fixtures or "redis_server" in fixtures:
             item.add_marker(pytest.mark.integration)
 
 
@@ -44,3 +47,15 @@ def mapserver(mapserver_wms: MapServerWMS) -> MapServerWMS:
     mapserver_wms.reset()
     yield mapserver_wms
     mapserver_wms.reset()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh, empty redis-server on 127.0.0.1 (``host``/``port``; ``stop``/``start``
+    for outages), stopped by PID afterwards; skips if redis-server is not installed."""
+    try:
+        binary = find_redis_server()
+    except RedisServerMissing as exc:
+        pytest.skip(str(exc))
+    with RedisServer(tmp_path_factory.mktemp("redis"), binary=binary) as server:
+        yield server

@@ -1,4 +1,4 @@
-"""mapproxy-util: command list, --version, unknown/unimplemented commands; mapproxy-seed stub."""
+"""mapproxy-util: command list, --version, unknown/unimplemented commands."""
 
 from __future__ import annotations
 
@@ -120,26 +120,3 @@ def test_python_module_entry_matches_console_script():
     )
     assert result.returncode == 1
     assert result.stdout.strip() == f"MapProxy {mapproxy.__version__}"
-
-
-def test_mapproxy_seed_is_not_implemented_yet_exit_2(tmp_path: Path):
-    result = subprocess.run(
-        [
-            console_script("mapproxy-seed"),
-            "-f",
-            "mapproxy.yaml",
-            "-c",
-            "4",
-            "--summary",
-            "--seed",
-            "a,b",
-            "seed.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 2
-    assert "ERROR: mapproxy-seed is not implemented yet in this version" in result.stderr
-    assert "Traceback" not in result.stderr

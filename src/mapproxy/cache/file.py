@@ -38,6 +38,10 @@ def _tms_path(x: int, y: int, z: int) -> str:
     return f"{z}/{x}/{y}"
 
 
+def _reverse_tms_path(x: int, y: int, z: int) -> str:
+    return f"{y}/{x}/{z}"
+
+
 def _arcgis_path(x: int, y: int, z: int) -> str:
     return f"L{z:02d}/R{y:08x}/C{x:08x}"
 
@@ -65,9 +69,14 @@ _LAYOUTS: dict[str, _LayoutFunc] = {
 }
 
 
-def tile_path_func(directory_layout: str) -> _LayoutFunc:
-    """The layout function ``(x, y, z) -> relative path without extension``."""
+def tile_path_func(directory_layout: str, object_store: bool = False) -> _LayoutFunc:
+    """The layout function ``(x, y, z) -> relative path without extension``.
+
+    ``reverse_tms`` (``y/x/z``) is only valid for object stores (s3, azureblob).
+    """
     if directory_layout == "reverse_tms":
+        if object_store:
+            return _reverse_tms_path
         raise ValueError("directory_layout 'reverse_tms' is only supported by s3/azureblob caches")
     try:
         return _LAYOUTS[directory_layout]

@@ -173,6 +173,9 @@ class _GeoPackageFile:
             (coord.z, coord.x, coord.y),
         )
 
+    def remove_level(self, level: int) -> None:
+        self.db.delete(f"DELETE FROM [{self.table}] WHERE zoom_level = ?", (level,))
+
 
 class GeoPackageCache:
     """Tiles of ``grid`` in table ``table_name`` of one GeoPackage (or one per level).
@@ -247,3 +250,7 @@ class GeoPackageCache:
     def remove_tile(self, coord: TileCoord) -> None:
         """Delete the row of ``coord`` if present."""
         self._file(coord.z).remove(coord)
+
+    def remove_level_tiles_before(self, level: int, timestamp: float | None) -> None:
+        """Delete all tiles of ``level`` (no timestamps are stored: ``timestamp`` is ignored)."""
+        self._file(level).remove_level(level)

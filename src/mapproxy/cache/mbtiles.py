@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -33,6 +34,8 @@ _INDEX_SQL = (
 _METADATA_SQL = "CREATE TABLE IF NOT EXISTS metadata (name text, value text)"
 
 _Init = Callable[[sqlite3.Connection], None]
+
+log = logging.getLogger("mapproxy.cache.sqlite")
 
 
 class SQLiteFile:
@@ -107,36 +110,54 @@ class SQLiteFile:
 
     def fetch_one(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
         """The first row of a query; None if the file or its table does not exist yet."""
-        conn = self.connection(create=False)
-        if conn is None:
-            return None
         try:
+            conn = self.connection(create=False)
+            if conn is None:
+                return None
             row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
         except sqlite3.OperationalError as exc:
             if _missing_table(exc):
                 return None
             raise
+        except sqlite3.DatabaseError as exc:
+            self._report_broken(exc)
+            return None
         return row
 
     def write_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         """Run ``sql`` for every row in one write transaction (created file if needed)."""
         if not rows:
             return
-        conn = self.connection(create=True)
-        assert conn is not None
-        with _write_transaction(conn):
-            conn.executemany(sql, rows)
+        try:
+            conn = self.connection(create=True)
+            assert conn is not None
+            with _write_transaction(conn):
+                conn.executemany(sql, rows)
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            # Tiles are still served (uncached); the file needs an operator.
+            self._report_broken(exc)
 
     def delete(self, sql: str, params: tuple[object, ...]) -> None:
         """Run a DELETE; a missing file or table means there is nothing to delete."""
-        conn = self.connection(create=False)
-        if conn is None:
-            return
         try:
+            conn = self.connection(create=False)
+            if conn is None:
+                return
             conn.execute(sql, params)
         except sqlite3.OperationalError as exc:
             if not _missing_table(exc):
                 raise
+        except sqlite3.DatabaseError as exc:
+            self._report_broken(exc)
+
+    def _report_broken(self, error: sqlite3.DatabaseError) -> None:
+        """Log a file that is not a (complete) SQLite database; reconnect next time."""
+        log.error("unable to use SQLite cache file %s: %s", self.filename, error)
+        self.close()
+        with self._ready_lock:
+            self._ready = False
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -235,6 +256,16 @@ class _TilesTable:
             (coord.z, coord.x, coord.y),
         )
 
+    def remove_level(self, level: int, before: float | None = None) -> None:
+        """Delete the tiles of ``level`` (only those older than ``before`` if given)."""
+        if before is None or not self.timestamps:
+            self.db.delete("DELETE FROM tiles WHERE zoom_level = ?", (level,))
+        else:
+            self.db.delete(
+                "DELETE FROM tiles WHERE zoom_level = ? AND last_modified < ?",
+                (level, _local_time(before)),
+            )
+
 
 class MBTilesCache:
     """All tiles in one MBTiles file (``tiles`` + ``metadata`` tables, no timestamps)."""
@@ -281,6 +312,10 @@ class MBTilesCache:
     def remove_tile(self, coord: TileCoord) -> None:
         """Delete the row of ``coord`` if present."""
         self._table.remove(coord)
+
+    def remove_level_tiles_before(self, level: int, timestamp: float | None) -> None:
+        """Delete all tiles of ``level`` (no timestamps are stored: ``timestamp`` is ignored)."""
+        self._table.remove_level(level)
 
 
 class SQLiteLevelsCache:
@@ -357,3 +392,15 @@ class SQLiteLevelsCache:
     def remove_tile(self, coord: TileCoord) -> None:
         """Delete the row of ``coord`` if present."""
         self._table(coord.z).remove(coord)
+
+    def remove_level_tiles_before(self, level: int, timestamp: float | None) -> None:
+        """Delete the tiles of ``level`` older than ``timestamp``; None: the level file."""
+        if timestamp is not None:
+            self._table(level).remove_level(level, timestamp)
+            return
+        with self._levels_lock:
+            table = self._levels.pop(level, None)
+        if table is not None:
+            table.db.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.level_filename(level))

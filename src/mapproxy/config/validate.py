@@ -259,6 +259,9 @@ def _report_validation_error(
         path = format_path(prefix + loc)
         value = item.get("input")
         message = item["msg"]
+        if kind == "extra_forbidden":
+            out.error(path, "unknown option")
+            continue
         if kind == "literal_error":
             expected = item.get("ctx", {}).get("expected", "")
             message = f"invalid value {_describe_value(value)}, expected {expected}"
@@ -275,7 +278,8 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def _report_unknown_keys(model: BaseModel, path: tuple[str | int, ...], out: _Collector) -> None:
-    extra = model.model_extra or {}
+    # models whose extra keys are meaningful (e.g. a WMS source's ``req`` parameters)
+    extra = {} if getattr(type(model), "extra_keys_allowed", False) else model.model_extra or {}
     for key in extra:
         out.warn(f"unknown '{key}' in {format_path(path)}")
     for name in type(model).model_fields:

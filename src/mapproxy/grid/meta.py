@@ -79,9 +79,32 @@ class MetaGrid:
 
     def meta_tile(self, coord: TileCoord) -> MetaTile:
         """The meta tile containing ``coord``; raises TileOutsideGrid."""
+        return self._block_meta_tile(self._block(coord), coord.z)
+
+    def minimal_meta_tile(self, coords: Iterable[TileCoord]) -> MetaTile:
+        """One meta tile of the smallest tile block holding ``coords`` (all of one level).
+
+        The block may be larger or smaller than ``meta_size``; the buffer is as for
+        ``meta_tile``. Raises TileOutsideGrid for invalid coords, ValueError for none.
+        """
+        coords = list(coords)
+        if not coords:
+            raise ValueError("minimal_meta_tile needs at least one tile")
+        level = coords[0].z
+        for coord in coords:
+            if coord.z != level or not self.grid.is_valid(coord):
+                raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
+        block = (
+            min(c.x for c in coords),
+            min(c.y for c in coords),
+            max(c.x for c in coords),
+            max(c.y for c in coords),
+        )
+        return self._block_meta_tile(block, level)
+
+    def _block_meta_tile(self, block: tuple[int, int, int, int], level: int) -> MetaTile:
         grid = self.grid
-        level = coord.z
-        x0, y0, x1, y1 = self._block(coord)
+        x0, y0, x1, y1 = block
         tile_w, tile_h = grid.tile_size
         res = grid.resolutions[level]
 

@@ -62,6 +62,9 @@ _ORIGINS = {"sw": "sw", "ll": "sw", "nw": "nw", "ul": "nw"}
 # Slack, in tile widths, for float noise when mapping coordinates to tile indices:
 # a request edge this close to a tile edge counts as lying on it.
 _TILE_EPS = 1e-6
+# A request reaching at most this far (in pixels of the level) over a tile edge does
+# not need the tile beyond it (as MapProxy 7.0.0, for maps and for seeding).
+_OVERLAP_TOLERANCE_PX = 0.1
 # Slack, in pixels, when counting the pixels of the grid bbox per level.
 _PIXEL_EPS = 1e-6
 # Max misalignment, in pixels, for a sw grid to still be addressable from the north.
@@ -296,18 +299,21 @@ class TileGrid:
         w = self._tile_widths[level]
         h = self._tile_heights[level]
         minx = self._minx
-        x0 = math.floor((bbox[0] - minx) / w + _TILE_EPS)
-        x1 = max(x0, math.ceil((bbox[2] - minx) / w - _TILE_EPS) - 1)
+        # Shrink the bbox by the overlap tolerance; a shrunk edge on a tile edge
+        # belongs to the tile that starts there.
+        delta = self.resolutions[level] * _OVERLAP_TOLERANCE_PX
+        x0 = math.floor((bbox[0] + delta - minx) / w)
+        x1 = max(x0, math.floor((bbox[2] - delta - minx) / w))
         if self._is_nw:
             maxy = self._maxy
-            y0 = math.floor((maxy - bbox[3]) / h + _TILE_EPS)
-            y1 = max(y0, math.ceil((maxy - bbox[1]) / h - _TILE_EPS) - 1)
+            y0 = math.floor((maxy - (bbox[3] - delta)) / h)
+            y1 = max(y0, math.floor((maxy - (bbox[1] + delta)) / h))
             rows_in_image_order = range(y0, y1 + 1)
             tiles_bbox = (minx + x0 * w, maxy - (y1 + 1) * h, minx + (x1 + 1) * w, maxy - y0 * h)
         else:
             miny = self._miny
-            y0 = math.floor((bbox[1] - miny) / h + _TILE_EPS)
-            y1 = max(y0, math.ceil((bbox[3] - miny) / h - _TILE_EPS) - 1)
+            y0 = math.floor((bbox[1] + delta - miny) / h)
+            y1 = max(y0, math.floor((bbox[3] - delta - miny) / h))
             rows_in_image_order = range(y1, y0 - 1, -1)
             tiles_bbox = (minx + x0 * w, miny + y0 * h, minx + (x1 + 1) * w, miny + (y1 + 1) * h)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -25,7 +29,7 @@ from urllib3.util.retry import Retry
 import mapproxy
 from mapproxy.errors import HTTPClientError
 
-__all__ = ["HTTPClient", "HTTPResponse", "UpstreamHTTPError"]
+__all__ = ["HTTPClient", "HTTPResponse", "UpstreamHTTPError", "split_credentials"]
 
 request_log = logging.getLogger("mapproxy.source.request")
 log = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_GET_QUERY_LENGTH = 4000
 
 USER_AGENT = f"MapProxy-{mapproxy.__version__}"
+
+_SLD_BODY = re.compile(r"(?:^|&)sld_body=", re.IGNORECASE)
 
 _pool_managers: dict[tuple[str | None, bool], urllib3.PoolManager] = {}
 _pool_managers_lock = threading.Lock()
@@ -112,6 +118,44 @@ class UpstreamHTTPError(HTTPClientError):
         self.full_message = full_message
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and the Basic ``Authorization`` value.
+
+    User and password are percent-decoded (RFC 3986); the value is None without credentials.
+    The rest of the URL is kept character for character.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return url, None
+    start = scheme_end + 3
+    end = len(url)
+    for delimiter in "/?#":
+        position = url.find(delimiter, start)
+        if position >= 0:
+            end = min(end, position)
+    userinfo, at, _ = url[start:end].rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    credentials = f"{unquote(user)}:{unquote(password)}".encode()
+    authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
+    return url[:start] + url[start + len(userinfo) + 1 :], authorization
+
+
+class _CookieResponse:
+    """The part of a urllib response ``CookieJar.extract_cookies`` reads: ``info().get_all``."""
+
+    def __init__(self, headers: Any) -> None:
+        self._headers = headers
+
+    def info(self) -> _CookieResponse:
+        return self
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        values = self._headers.getlist(name)
+        return values or default
+
+
 def error_message(reason: str, url: str, detail: object, hide_error_details: bool) -> str:
     """User-visible error text; the full form names the URL and the detail."""
     if hide_error_details:
@@ -122,9 +166,14 @@ def error_message(reason: str, url: str, detail: object, hide_error_details: boo
 class HTTPClient:
     """Fetches URLs with one timeout, headers and SSL settings (a source's ``http`` options).
 
-    ``method`` is ``AUTO`` (GET; POST for query strings over 4000 characters), ``GET`` or
+    ``method`` is ``AUTO`` (GET; POST for query strings over 4000 characters or with an
+    ``sld_body``), ``GET`` or
     ``POST`` (the query string is sent as form body). Connections are pooled per process.
-    Failures are logged at WARNING on ``error_log`` (default ``mapproxy.http.client``).
+    Credentials in a URL (``http://user:password@host/``) are sent as Basic
+    ``Authorization`` header and never appear in logs, errors or ``HTTPResponse.url``.
+    With ``manage_cookies`` the cookies upstreams set are sent back on later requests of
+    this client. Failures are logged at WARNING on ``error_log`` (default
+    ``mapproxy.http.client``).
     """
 
     def __init__(
@@ -136,6 +185,7 @@ class HTTPClient:
         hide_error_details: bool = True,
         method: str = "AUTO",
         error_log: logging.Logger | None = None,
+        manage_cookies: bool = False,
     ) -> None:
         method = method.upper()
         if method not in ("AUTO", "GET", "POST"):
@@ -152,13 +202,22 @@ class HTTPClient:
         self.error_log = error_log or log
         self._timeout = urllib3.Timeout(connect=self.timeout_seconds, read=self.timeout_seconds)
         self._pool = _pool_manager(ssl_ca_certs, ssl_no_cert_checks)
+        # CookieJar locks itself, so one jar serves all threads of the source.
+        self.cookie_jar: CookieJar | None = CookieJar() if manage_cookies else None
 
     def open(self, url: str, data: bytes | None = None) -> HTTPResponse:
         """Fetch ``url`` (POST ``data`` if given); raises UpstreamHTTPError (an HTTPClientError).
 
         Every request is logged on ``mapproxy.source.request``; status >= 400 is an error.
         """
+        url, authorization = split_credentials(url)
         method, request_url, body, headers = self._prepare(url, data)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        cookie_request = self._add_cookies(method, request_url, headers)
+        if self.ssl_no_cert_checks:
+            # again per request: warning filters may have been reset since the pool was made
+            urllib3.disable_warnings(InsecureRequestWarning)
         start = time.perf_counter()
         try:
             response = self._pool.request(
@@ -175,6 +234,11 @@ class HTTPClient:
             raise self._no_response(url, error) from error
         duration = time.perf_counter() - start
         status = response.status
+        if cookie_request is not None and self.cookie_jar is not None:
+            self.cookie_jar.extract_cookies(
+                _CookieResponse(response.headers),  # type: ignore[arg-type]
+                cookie_request,
+            )
         try:
             # urllib3 enforces Content-Length: a body cut short (connection dropped
             # mid-body) raises ProtocolError(IncompleteRead) here, never returns short.
@@ -200,6 +264,19 @@ class HTTPClient:
             duration_seconds=duration,
         )
 
+    def _add_cookies(
+        self, method: str, url: str, headers: dict[str, str]
+    ) -> urllib.request.Request | None:
+        """Add the ``Cookie`` header for ``url``; the request is needed to store new cookies."""
+        if self.cookie_jar is None:
+            return None
+        request = urllib.request.Request(url, method=method)
+        self.cookie_jar.add_cookie_header(request)
+        cookie = request.get_header("Cookie")
+        if cookie:
+            headers["Cookie"] = cookie
+        return request
+
     def _prepare(
         self, url: str, data: bytes | None
     ) -> tuple[str, str, bytes | None, dict[str, str]]:
@@ -209,7 +286,12 @@ class HTTPClient:
         if self.method == "GET":
             return "GET", url, None, headers
         parts = urlsplit(url)
-        if self.method == "POST" or len(parts.query) > MAX_GET_QUERY_LENGTH:
+        if (
+            self.method == "POST"
+            or len(parts.query) > MAX_GET_QUERY_LENGTH
+            # as MapProxy, an SLD document is always posted with AUTO
+            or _SLD_BODY.search(parts.query) is not None
+        ):
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
             base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
             return "POST", base_url, parts.query.encode("ascii", "replace"), headers

@@ -21,14 +21,14 @@ def merge_images(
 ) -> ImageResult:
     """Composite ``results`` (first = bottom) onto a transparent or ``bgcolor`` canvas.
 
-    ``opacities`` runs parallel to ``results`` (0.0-1.0, None = as is), typically each
-    layer's ``ImageOptions.opacity``. A single opaque input of ``size`` is returned
-    untouched (not decoded). Layers below an opaque, full-opacity layer are skipped
-    without decoding. The result is cacheable only if all inputs are, and its
-    ``transparent`` is ``options.transparent``.
+    ``opacities`` runs parallel to ``results`` (0.0-1.0, None = as is); by default each
+    result's ``opacity`` (as in MapProxy, a single result's opacity is ignored). A single
+    opaque input of ``size`` is returned untouched (not decoded). Layers below an opaque,
+    full-opacity layer are skipped without decoding. The result is cacheable only if all
+    inputs are, and its ``transparent`` is ``options.transparent``.
     """
     if opacities is None:
-        opacities = [None] * len(results)
+        opacities = [r.opacity for r in results] if len(results) > 1 else [None] * len(results)
     elif len(opacities) != len(results):
         raise ValueError("merge_images needs one opacity per result")
     if not results:
@@ -122,15 +122,20 @@ def _composite(canvas: Image.Image, image: Image.Image, opacity: float | None) -
         return
     if has_alpha:
         layer = image if image.mode == "RGBA" else image.convert("RGBA")
-        mask = layer if opacity is None else _scaled_alpha(layer, opacity)
-        canvas.paste(layer, (0, 0), mask)
+        if opacity is None:
+            canvas.paste(layer, (0, 0), layer)
+        else:
+            # blend where the layer is opaque (0.5 gives 127 on every channel, as MapProxy)
+            blended = Image.blend(canvas, layer.convert(canvas.mode), opacity)
+            canvas.paste(blended, (0, 0), layer.getchannel("A"))
     elif opacity is None:
         canvas.paste(image, (0, 0))
     else:
-        canvas.paste(image, (0, 0), Image.new("L", canvas.size, round(255 * opacity)))
+        # blend, not an 8-bit mask: 0.5 gives 127 on every channel, as in MapProxy
+        canvas.paste(Image.blend(canvas, image.convert(canvas.mode), opacity), (0, 0))
 
 
 def _scaled_alpha(image: Image.Image, opacity: float) -> Image.Image:
     """Alpha band of an RGBA image multiplied by ``opacity``."""
-    table = [round(value * opacity) for value in range(256)]
+    table = [int(value * opacity) for value in range(256)]  # truncated, as in MapProxy
     return image.getchannel("A").point(table)

@@ -14,10 +14,11 @@ class ImageResult:
 
     Holding the encoded bytes lets a cached tile be served untouched; ``as_image``
     decodes on first use. ``cacheable`` is False for results that must not be stored
-    (partial source errors, on_error replacement images).
+    (partial source errors, on_error replacement images). ``opacity`` (0.0-1.0, None = as
+    is) is the source's ``image.opacity``, applied when the result is merged with others.
     """
 
-    __slots__ = ("_bytes", "_format", "_image", "cacheable", "size", "transparent")
+    __slots__ = ("_bytes", "_format", "_image", "cacheable", "opacity", "size", "transparent")
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class ImageResult:
         self.size = size
         self.transparent = transparent
         self.cacheable = cacheable
+        self.opacity: float | None = None
 
     @property
     def format(self) -> str | None:

@@ -15,6 +15,7 @@ from mapproxy.image.tile import assemble_tiles
 from mapproxy.image.transform import transform_image
 from mapproxy.layer.base import ResolutionRange
 from mapproxy.source.base import MapExtent, MapQuery, MapSource
+from mapproxy.source.coverage import get_covered_map, source_coverage
 from mapproxy.srs import BBox, bbox_intersects
 
 
@@ -66,7 +67,8 @@ class CacheMapLayer:
     """Renders arbitrary bboxes/SRS from the tiles of a cache (one tile manager per grid).
 
     The grid in the request SRS is used when there is one; otherwise a projected grid
-    for projected requests and a geographic one for geographic requests, then the first.
+    for projected requests and a geographic one for geographic requests, else any. Of
+    several candidates the last listed wins, as in MapProxy 7.0.0.
     Of the query's dimensions, caches with storage get those named in
     ``dimension_names`` (the layer's, lower-case; spelled as in the query); caches with
     ``disable_storage`` get all.
@@ -93,7 +95,11 @@ class CacheMapLayer:
         self.max_tile_limit = max_tile_limit
         self.res_range = res_range
         self.dimension_names = dimension_names
-        self._manager_by_srs: dict[str, GridTileLoader] = {}
+        # later grids replace earlier ones of the same SRS
+        self._manager_by_srs: dict[str, GridTileLoader] = {
+            tm.grid.srs.code: tm for tm in self.tile_managers
+        }
+        self._fallback_manager = self._manager_by_srs[self.tile_managers[0].grid.srs.code]
 
     def _manager_for(self, query: MapQuery) -> GridTileLoader:
         manager = self._manager_by_srs.get(query.srs.code)
@@ -104,7 +110,9 @@ class CacheMapLayer:
             candidates = [
                 tm for tm in self.tile_managers if tm.grid.srs.is_latlong == query.srs.is_latlong
             ]
-        manager = candidates[0] if candidates else self.tile_managers[0]
+        # with no grid of the same kind MapProxy 7.0.0 takes the first grid's SRS (and
+        # of its grids the last); seen side by side with geographic requests
+        manager = candidates[-1] if candidates else self._fallback_manager
         self._manager_by_srs[query.srs.code] = manager
         return manager
 
@@ -225,4 +233,8 @@ class DirectMapLayer:
                 extent_bbox = None
             if extent_bbox is not None and not bbox_intersects(extent_bbox, query.bbox):
                 return blank_image(query.size, options)
+        coverage = source_coverage(self.source)
+        if coverage is not None:
+            result = get_covered_map(self.source, coverage, query)
+            return result if result is not None else blank_image(query.size, options)
         return self.source.get_map(query)

@@ -38,14 +38,27 @@ COMMANDS: dict[str, Command] = {
         "Run MultiMapProxy development server.",
     ),
     "create": Command("mapproxy.script.create:create_command", "Create example configurations."),
-    "scales": Command(None, "Convert between scales and resolutions."),
-    "wms-capabilities": Command(None, "Display WMS capabilites."),
-    "grids": Command(None, "Display detailed informations for configured grids."),
-    "export": Command(None, "Export existing caches."),
-    "autoconfig": Command(None, "Create config from WMS capabilities or a Geopackage file."),
-    "defrag-compact-cache": Command(None, "De-fragmentate compact caches."),
+    "scales": Command(
+        "mapproxy.script.scales:scales_command", "Convert between scales and resolutions."
+    ),
+    "wms-capabilities": Command(
+        "mapproxy.script.wms_capabilities:wms_capabilities_command", "Display WMS capabilites."
+    ),
+    "grids": Command(
+        "mapproxy.script.grids:grids_command",
+        "Display detailed informations for configured grids.",
+    ),
+    "export": Command("mapproxy.script.export:export_command", "Export existing caches."),
+    "autoconfig": Command(
+        "mapproxy.script.autoconfig:autoconfig_command",
+        "Create config from WMS capabilities or a Geopackage file.",
+    ),
+    "defrag-compact-cache": Command(
+        "mapproxy.script.defrag:defrag_command", "De-fragmentate compact caches."
+    ),
     "gridconf-from-ogcapitilematrixset": Command(
-        None, "Export OGC API TileMatrixSet as MapProxy grid configuration."
+        "mapproxy.script.gridconf:gridconf_command",
+        "Export OGC API TileMatrixSet as MapProxy grid configuration.",
     ),
 }
 

@@ -10,7 +10,17 @@ from PIL import Image
 from mapproxy.errors import ConfigurationError, SourceError
 from mapproxy.image.result import ImageResult
 
-__all__ = ["OnError", "OnErrorResponse", "parse_color"]
+__all__ = ["OnError", "OnErrorResponse", "StaleAuthorizingResult", "parse_color"]
+
+
+class StaleAuthorizingResult(ImageResult):
+    """An ``on_error`` image with ``authorize_stale: true``.
+
+    Tile managers refreshing a stale tile serve that tile instead; everyone else
+    (direct layers, tiles without a stale version) uses this image as is.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +34,8 @@ class OnErrorResponse:
     def image(self, size: tuple[int, int], format: str) -> ImageResult:
         """A ``size`` image of ``color``; not cacheable unless configured with ``cache: true``."""
         image = Image.new("RGBA", size, self.color)
-        return ImageResult(
+        result_class = StaleAuthorizingResult if self.authorize_stale else ImageResult
+        return result_class(
             image,
             format=format,
             size=size,

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from PIL import Image
+
 from mapproxy.errors import ConfigurationError, MapProxyError, SourceError
 from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.http.client import HTTPClient, UpstreamHTTPError
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["TEMPLATE_VARIABLES", "TileSource", "quadkey", "tile_url"]
 
 log = logging.getLogger("mapproxy.source.tile")
+
+# Metres per degree at the equator, to compare geographic resolutions with min_res/max_res.
+_METERS_PER_DEGREE = 111319.4907932736
 
 TEMPLATE_VARIABLES = frozenset(
     ["x", "y", "z", "format", "quadkey", "tc_path", "tms_path", "arcgiscache_path", "bbox"]
@@ -81,7 +86,7 @@ def tile_url(
         if name == "bbox":
             if bbox is None:
                 raise ValueError("tile url template needs a bbox")
-            return ",".join(repr(float(v)) for v in bbox)
+            return ",".join(f"{v:.8f}" for v in bbox)  # 8 decimals, as MapProxy
         return match.group(0)
 
     return _VARIABLE.sub(value, template)
@@ -107,10 +112,14 @@ class TileSource:
         extent: MapExtent | None = None,
         url_origin: str | None = None,
         request_limiter: contextlib.AbstractContextManager[object] | None = None,
+        min_res: float | None = None,
+        max_res: float | None = None,
     ) -> None:
         """``url_origin`` (deprecated ``origin`` option): row numbering of the URLs when it
         differs from the grid's own origin (``nw``/``ul`` or ``sw``/``ll``).
-        ``request_limiter`` (``concurrent_requests``) is entered around every request."""
+        ``request_limiter`` (``concurrent_requests``) is entered around every request.
+        ``min_res`` (coarsest, inclusive) and ``max_res`` (finest, exclusive) are in m/px;
+        tiles of levels outside are not requested."""
         unknown = sorted(set(_VARIABLE.findall(url_template)) - TEMPLATE_VARIABLES)
         if unknown:
             raise ConfigurationError(
@@ -124,6 +133,8 @@ class TileSource:
         self.on_error = on_error if isinstance(on_error, OnError) else OnError(on_error)
         self.extent = extent
         self.request_limiter = request_limiter
+        self.min_res = min_res
+        self.max_res = max_res
         self._uses_bbox = "%(bbox)s" in url_template
         self._uses_quadkey = "%(quadkey)s" in url_template
         origin = {"ul": "nw", "ll": "sw"}.get(url_origin or "", url_origin)
@@ -143,8 +154,24 @@ class TileSource:
             self.url_template, url_coord, format_extension(self.format), bbox=bbox, nw_y=nw_y
         )
 
-    def get_tile(self, coord: TileCoord) -> ImageResult:
-        """Fetch one tile; raises SourceError unless on_error applies."""
+    def is_level_in_res_range(self, level: int) -> bool:
+        """Whether tiles of ``level`` lie within ``min_res``/``max_res``."""
+        if self.min_res is None and self.max_res is None:
+            return True
+        res = self.grid.resolutions[level]
+        if self.grid.srs.is_latlong:
+            res *= _METERS_PER_DEGREE
+        if self.min_res is not None and res > self.min_res:
+            return False
+        return not (self.max_res is not None and res <= self.max_res)
+
+    def get_tile(self, coord: TileCoord) -> ImageResult | None:
+        """Fetch one tile; raises SourceError unless on_error applies.
+
+        None (no tile, nothing requested) for levels outside ``min_res``/``max_res``.
+        """
+        if not self.is_level_in_res_range(coord.z):
+            return None
         url = self.tile_url(coord)
         tile_size = (int(self.grid.tile_size[0]), int(self.grid.tile_size[1]))
         try:
@@ -165,7 +192,11 @@ class TileSource:
 
     def get_map(self, query: MapQuery) -> ImageResult:
         """Fetch the single tile ``query`` covers; raises SourceError for other queries."""
-        return self.get_tile(self.tile_coord(query))
+        result = self.get_tile(self.tile_coord(query))
+        if result is None:
+            blank = Image.new("RGBA", query.size, (255, 255, 255, 0))
+            return ImageResult(blank, format=query.format, size=query.size, transparent=True)
+        return result
 
     def tile_coord(self, query: MapQuery) -> TileCoord:
         """The grid tile whose bbox and size equal the query; raises SourceError if none."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, unquote_plus
@@ -14,7 +13,13 @@ import numpy as np
 from PIL import Image
 
 from mapproxy.errors import SourceError
-from mapproxy.http.client import HTTPClient, HTTPResponse, UpstreamHTTPError, error_message
+from mapproxy.http.client import (
+    HTTPClient,
+    HTTPResponse,
+    UpstreamHTTPError,
+    error_message,
+    split_credentials,
+)
 from mapproxy.image.options import ImageOptions, format_mime_type
 from mapproxy.image.result import ImageResult
 from mapproxy.source.base import MapExtent, MapQuery
@@ -93,6 +98,9 @@ def image_from_response(
     return result
 
 
+_KNOWN_PARAMS = frozenset(["layers", "styles", "sld", "sld_body"])
+
+
 def _param_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -154,17 +162,28 @@ class WMSSource:
         self.params: dict[str, str] = {}
         params_transparent = False
         for key, value in params.items():
-            name = str(key).lower()
-            if name == "url":
+            name = str(key)
+            lower = name.lower()
+            if lower == "url":
                 continue
-            if name == "transparent":
+            if lower == "transparent":
                 params_transparent = _is_true(value)
                 continue
+            # extra parameters keep their spelling (as in MapProxy); known ones are lower-case
+            if lower in _KNOWN_PARAMS:
+                name = lower
             self.params[name] = _param_value(value)
-        self.transparent = bool(transparent) or params_transparent
+        # ``request_transparent``: ask the upstream for transparent images. ``transparent``
+        # (for layers and caches): results may show what lies below them.
+        self.request_transparent = bool(transparent) or params_transparent
+        self.transparent = (
+            self.request_transparent
+            or transparent_color is not None
+            or (opacity is not None and opacity < 1.0)
+        )
         self.supported_srs = list(supported_srs) if supported_srs else []
         self.supported_formats = list(supported_formats) if supported_formats else []
-        self.image_options = image_options or ImageOptions(transparent=self.transparent)
+        self.image_options = image_options or ImageOptions(transparent=self.request_transparent)
         self.extent = extent
         self.coverage = coverage
         self.min_res = min_res
@@ -177,9 +196,11 @@ class WMSSource:
         self.opacity = opacity
         self.preferred_src_proj = dict(preferred_src_proj or {})
         self.request_limiter = request_limiter
+        self._has_sld = "sld" in self.params or "sld_body" in self.params
 
     def __repr__(self) -> str:
-        return f"WMSSource({self.url!r}, layers={self.params.get('layers', '')!r})"
+        url = split_credentials(self.url)[0]
+        return f"WMSSource({url!r}, layers={self.params.get('layers', '')!r})"
 
     # --- request planning -------------------------------------------------------------
 
@@ -218,7 +239,7 @@ class WMSSource:
         if src_srs.is_same_as(query.srs):
             return query.bbox, query.size, src_srs, src_format
         src_bbox = query.srs.transform_bbox_to(src_srs, query.bbox)
-        src_size = _density_preserving_size(query.size, src_bbox)
+        src_size = _source_size(query.size, src_bbox)
         return src_bbox, src_size, src_srs, src_format
 
     def get_map_url(self, query: MapQuery) -> str:
@@ -236,12 +257,16 @@ class WMSSource:
     ) -> str:
         """GetMap URL for an x/y ``bbox`` in ``srs`` (1.3.0: written in the CRS axis order)."""
         params: list[tuple[str, str]] = []
-        params.append(("layers", self.params.get("layers", "")))
+        if self.params.get("layers") or not self._has_sld:
+            params.append(("layers", self.params.get("layers", "")))
         ordered = srs.axis_ordered(bbox) if self.version == "1.3.0" else bbox
         params.append(("bbox", ",".join(_format_number(v) for v in ordered)))
         params.append(("width", str(int(size[0]))))
         params.append(("height", str(int(size[1]))))
         params.append(("crs" if self.version == "1.3.0" else "srs", srs.code))
+        if self.version == "1.0.0":
+            # WMS 1.0.0 names formats (PNG, JPEG, GIF) instead of mime types
+            format = format_mime_type(format).partition("/")[2].partition(";")[0].upper()
         params.append(("format", format))
         if self.version == "1.0.0":
             params.append(("request", "map"))
@@ -250,7 +275,7 @@ class WMSSource:
             params.append(("request", "GetMap"))
             params.append(("service", "WMS"))
             params.append(("version", self.version))
-        if self.transparent:
+        if self.request_transparent:
             params.append(("transparent", "TRUE"))
         for name, value in self.params.items():
             if name not in ("layers", "styles"):
@@ -285,12 +310,13 @@ class WMSSource:
                 result.as_image(),
                 format=query.format,
                 size=query.size,
-                transparent=self.transparent,
+                transparent=self.request_transparent,
             )
         else:
-            result.transparent = self.transparent
+            result.transparent = self.request_transparent
         if self.transparent_color is not None:
             result = self._make_color_transparent(result, query.format)
+        result.opacity = self.opacity
         return result
 
     def _reproject(
@@ -308,7 +334,7 @@ class WMSSource:
             resampling=self.image_options.resampling,
         )
         return ImageResult(
-            image, format=query.format, size=query.size, transparent=self.transparent
+            image, format=query.format, size=query.size, transparent=self.request_transparent
         )
 
     def _make_color_transparent(self, result: ImageResult, format: str) -> ImageResult:
@@ -322,6 +348,10 @@ class WMSSource:
         return ImageResult(
             Image.fromarray(pixels, "RGBA"), format=format, size=image.size, transparent=True
         )
+
+    def res_in_range(self, query: MapQuery) -> bool:
+        """False if ``min_res``/``max_res`` make the source answer ``query`` with a blank."""
+        return self._res_in_range(query)
 
     def _res_in_range(self, query: MapQuery) -> bool:
         if self.min_res is None and self.max_res is None:
@@ -340,18 +370,15 @@ def _blank(query: MapQuery) -> ImageResult:
     return ImageResult(image, format=query.format, size=query.size, transparent=True)
 
 
-def _density_preserving_size(size: tuple[int, int], src_bbox: BBox) -> tuple[int, int]:
-    """A size for ``src_bbox`` with the same pixel count as ``size`` (square pixels)."""
+def _source_size(size: tuple[int, int], src_bbox: BBox) -> tuple[int, int]:
+    """A size for ``src_bbox`` with square pixels of the finer resolution ``size`` gives
+    it on either axis (one side keeps its length, the other grows; as MapProxy 7.0.0)."""
     width = src_bbox[2] - src_bbox[0]
     height = src_bbox[3] - src_bbox[1]
-    if width <= 0 or height <= 0:
+    if width <= 0 or height <= 0 or size[0] <= 0 or size[1] <= 0:
         return size
-    aspect = width / height
-    pixels = size[0] * size[1]
-    return (
-        max(1, round(math.sqrt(pixels * aspect))),
-        max(1, round(math.sqrt(pixels / aspect))),
-    )
+    res = min(width / size[0], height / size[1])
+    return max(1, round(width / res)), max(1, round(height / res))
 
 
 def _merge_query(url: str, params: Sequence[tuple[str, str]]) -> str:

@@ -9,17 +9,29 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from mapproxy.cache.base import Tile, TileCache
-from mapproxy.errors import InvalidDimensionValue, TileOutsideGrid, TransformationError
+from mapproxy.coverage import Coverage
+from mapproxy.errors import (
+    InvalidDimensionValue,
+    NoTiles,
+    SourceError,
+    TileOutsideGrid,
+    TransformationError,
+)
 from mapproxy.grid.tile_grid import TileCoord
 from mapproxy.image.blank import blank_image, create_blank
 from mapproxy.image.encode import encode_image
 from mapproxy.image.merge import merge_images
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
-from mapproxy.image.tile import split_meta_image
+from mapproxy.image.tile import assemble_tiles, split_meta_image
+from mapproxy.image.transform import transform_image
 from mapproxy.image.verify import looks_complete
 from mapproxy.source.base import MapExtent, MapQuery, MapSource
+from mapproxy.source.coverage import clip_result, source_coverage
+from mapproxy.source.on_error import StaleAuthorizingResult
 from mapproxy.srs import BBox, bbox_intersects
 from mapproxy.tilemanager.locking import LocalTileLocker, TileLocker
 
@@ -29,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mapproxy.tilemanager")
 
 _TilePatterns = Sequence[tuple[TileCoord, tuple[int, int]]]
+
+# Changes a newly created tile before it is stored (e.g. a watermark).
+TileFilter = Callable[[TileCoord, "Image.Image"], "Image.Image"]
 
 
 class _CreationJob:
@@ -42,6 +57,7 @@ class _CreationJob:
         "lock_coord",
         "patterns",
         "size",
+        "stale",
         "wanted",
     )
 
@@ -61,6 +77,12 @@ class _CreationJob:
         self.wanted: list[TileCoord] = []
         self.dimensions: Mapping[str, str] = {}
         self.cache: TileCache | None = None
+        # stored tiles older than refresh_before: served if the sources fail
+        self.stale: dict[TileCoord, Tile] = {}
+
+
+class _UseStaleTiles(Exception):
+    """A source answered with an ``authorize_stale`` on_error image: keep the stale tiles."""
 
 
 class TileManager:
@@ -68,7 +90,14 @@ class TileManager:
 
     ``image_options`` is the storage format; ``request_format`` the format asked from
     sources (defaults to the storage format). ``refresh_before``, if given, returns an
-    epoch time: cached tiles older than that are recreated on request.
+    epoch time: cached tiles older than that are recreated on request; should that fail,
+    the stale tiles are served. A missing tile of a level no source can serve (no
+    sources, only ``seed_only`` sources, resolution out of range) is scaled from up
+    to ``upscale_tiles`` coarser or ``downscale_tiles`` finer levels, and stored only
+    with ``cache_rescaled_tiles``. ``minimize_meta_requests``: the tiles of one
+    ``load_tiles`` call come from one source request aligned to them.
+    ``bulk_meta_tiles``: sources without meta tile support are asked tile by tile for
+    a whole meta tile at once (``concurrent_tile_creators`` in parallel).
     """
 
     def __init__(
@@ -84,6 +113,13 @@ class TileManager:
         disable_storage: bool = False,
         concurrent_tile_creators: int = 2,
         refresh_before: Callable[[], float] | None = None,
+        tile_filters: Sequence[TileFilter] = (),
+        coverage: Coverage | None = None,
+        upscale_tiles: int = 0,
+        downscale_tiles: int = 0,
+        cache_rescaled_tiles: bool = False,
+        minimize_meta_requests: bool = False,
+        bulk_meta_tiles: bool = False,
     ) -> None:
         self.grid = grid
         self.cache = cache
@@ -96,15 +132,35 @@ class TileManager:
         self.disable_storage = disable_storage
         self.concurrent_tile_creators = max(1, concurrent_tile_creators)
         self.refresh_before = refresh_before
+        self.tile_filters = list(tile_filters)
         if image_options.transparent is not None:
             self.transparent = bool(image_options.transparent)
         else:
             self.transparent = any(source.transparent for source in self.sources)
         self._encode_options = image_options.updated(transparent=self.transparent)
-        self._use_meta_tiles = meta_grid is not None and all(
-            source.supports_meta_tiles for source in self.sources
+        all_meta = all(source.supports_meta_tiles for source in self.sources)
+        self._use_meta_tiles = meta_grid is not None and (all_meta or bulk_meta_tiles)
+        # bulk: meta tiles fetched tile by tile, for sources without meta tile support
+        self._bulk = self._use_meta_tiles and not all_meta
+        self.minimize_meta_requests = minimize_meta_requests
+        if upscale_tiles and downscale_tiles:
+            raise ValueError("upscale_tiles and downscale_tiles cannot be combined")
+        self._rescale_levels = upscale_tiles or downscale_tiles
+        self._rescale_step = -1 if upscale_tiles else 1
+        self.cache_rescaled_tiles = cache_rescaled_tiles
+        # as MapProxy, rescaled tiles keep their gaps transparent (if the format can)
+        self._rescale_options = image_options.updated(transparent=True)
+        self._rescaled_blank: bytes | None = None
+        self._fetchable_levels: list[bool] = (
+            [self._level_fetchable(z) for z in range(grid.levels)] if self._rescale_levels else []
         )
         self._source_extents = [(source, _extent_in(source, grid)) for source in self.sources]
+        # cache coverage: tiles outside it are blank and never requested upstream
+        self.coverage = coverage
+        self._source_coverages = [source_coverage(source) for source in self.sources]
+        for area in [coverage, *self._source_coverages]:
+            if area is not None:
+                area.geometry_in(grid.srs)  # transform once now, not per request
         self._tile_source = self._direct_tile_source()
         self._blank_tile: bytes | None = None
 
@@ -112,6 +168,12 @@ class TileManager:
         return f"TileManager({self.identifier!r}, {self.cache!r})"
 
     # -- public API --------------------------------------------------------------
+
+    def wrap_sources(self, wrap: Callable[[MapSource], MapSource]) -> None:
+        """Replace every source by ``wrap(source)`` (mapproxy-seed's rate limits)."""
+        self.sources = [wrap(source) for source in self.sources]
+        self._source_extents = [(wrap(source), extent) for source, extent in self._source_extents]
+        self._tile_source = self._direct_tile_source()
 
     def load_tile(
         self,
@@ -134,7 +196,11 @@ class TileManager:
         tile = self._load_checked(coord, cache)
         if tile is not None and (self.refresh_before is None or not self._is_stale(tile)):
             return tile
-        return self._create([coord], force=False, dimensions=dimensions, cache=cache)[coord]
+        if tile is None and self._rescale_levels and not self._fetchable_levels[coord.z]:
+            return self._rescaled_or_blank(coord, cache)
+        stale = {coord: tile} if tile is not None else None
+        created = self._create([coord], False, dimensions=dimensions, cache=cache, stale=stale)
+        return created[coord]
 
     def load_tiles(
         self,
@@ -151,15 +217,24 @@ class TileManager:
                 raise TileOutsideGrid(f"tile {coord.x}/{coord.y}/{coord.z} is outside the grid")
         found: dict[TileCoord, Tile] = {}
         missing: list[TileCoord] = []
+        stale: dict[TileCoord, Tile] = {}
         cache = self._cache_for(dimensions) if dimensions else self.cache
         for coord in dict.fromkeys(coords):
             tile = None if self.disable_storage else self._load_checked(coord, cache)
-            if tile is None or self._is_stale(tile):
+            if tile is None:
+                if self._rescale_levels and not self._fetchable_levels[coord.z]:
+                    found[coord] = self._rescaled_or_blank(coord, cache)
+                else:
+                    missing.append(coord)
+            elif self._is_stale(tile):
                 missing.append(coord)
+                stale[coord] = tile
             else:
                 found[coord] = tile
         if missing:
-            found.update(self._create(missing, force=False, dimensions=dimensions, cache=cache))
+            found.update(
+                self._create(missing, force=False, dimensions=dimensions, cache=cache, stale=stale)
+            )
         return [found[coord] for coord in coords]
 
     def create_tiles(self, coords: Iterable[TileCoord]) -> list[Tile]:
@@ -204,12 +279,15 @@ class TileManager:
         force: bool,
         dimensions: Mapping[str, str] | None = None,
         cache: TileCache | None = None,
+        stale: Mapping[TileCoord, Tile] | None = None,
     ) -> dict[TileCoord, Tile]:
         jobs = self._jobs_for(coords)
-        if dimensions or cache is not None:
+        if dimensions or cache is not None or stale:
             for job in jobs:
                 job.dimensions = dimensions or {}
                 job.cache = cache
+                if stale:
+                    job.stale = {c: stale[c] for c in job.wanted if c in stale}
         if len(jobs) == 1 or self.concurrent_tile_creators == 1:
             results = [self._run_job(job, force) for job in jobs]
         else:
@@ -224,6 +302,14 @@ class TileManager:
     def _jobs_for(self, coords: list[TileCoord]) -> list[_CreationJob]:
         jobs: dict[TileCoord, _CreationJob] = {}
         tile_size = self.grid.tile_size
+        if (
+            self.minimize_meta_requests
+            and self._use_meta_tiles
+            and not self._bulk
+            and len(coords) > 1
+            and len({coord.z for coord in coords}) == 1
+        ):
+            return [self._minimal_job(coords)]
         for coord in coords:
             if self._use_meta_tiles:
                 assert self.meta_grid is not None
@@ -268,7 +354,16 @@ class TileManager:
                 cached = self._load_cached(job.wanted, cache)
                 if cached is not None:
                     return cached
-            encoded, cacheable = self._render_tiles(job)
+            try:
+                encoded, cacheable = self._render_tiles(job)
+            except _UseStaleTiles:
+                return dict(job.stale)
+            except SourceError as error:
+                # As MapProxy: a stale tile is better than an error.
+                if not job.stale or len(job.stale) != len(job.wanted):
+                    raise
+                log.warning("serving stale tiles of %s: %s", self.identifier, error)
+                return dict(job.stale)
             created_at = time.time()
             timestamps: dict[TileCoord, float | None] = {}
             if cacheable and not self.disable_storage and self._may_store():
@@ -318,18 +413,24 @@ class TileManager:
 
     def _render_tiles(self, job: _CreationJob) -> tuple[dict[TileCoord, bytes], bool]:
         """Encoded tiles of ``job`` and whether they may be stored."""
+        if self._bulk and len(job.patterns) > 1:
+            return self._render_bulk(job)
         if self._tile_source is not None and len(job.patterns) == 1:
             result = self._query_tile_source(job.patterns[0][0], job.bbox)
         else:
             result = self._query_sources(job.bbox, job.size, job.clip_to_grid, job.dimensions)
+        if job.stale and isinstance(result, StaleAuthorizingResult):
+            raise _UseStaleTiles()
         if result is None:
             blank = self._blank_tile_data()
             return {coord: blank for coord, _ in job.patterns}, True
-        if len(job.patterns) == 1 and job.size == self.grid.tile_size:
+        if len(job.patterns) == 1 and job.size == self.grid.tile_size and not self.tile_filters:
             # A single tile needs no split; bytes in the storage format pass untouched.
             coord = job.patterns[0][0]
             return {coord: result.as_bytes(self._encode_options)}, result.cacheable
         parts = split_meta_image(result.as_image(), job.patterns, self.grid.tile_size)
+        for tile_filter in self.tile_filters:
+            parts = [(coord, tile_filter(coord, image)) for coord, image in parts]
         encoded = {coord: encode_image(image, self._encode_options) for coord, image in parts}
         return encoded, result.cacheable
 
@@ -356,11 +457,21 @@ class TileManager:
             self.transparent,
             dimensions=dict(dimensions or {}),
         )
+        if self.coverage is not None and not self.coverage.intersects(request_bbox, self.grid.srs):
+            return None
         results = []
-        for source, extent in self._source_extents:
+        for (source, extent), coverage in zip(
+            self._source_extents, self._source_coverages, strict=True
+        ):
             if extent is not None and not bbox_intersects(extent, request_bbox):
                 continue
-            results.append(source.get_map(query))
+            if coverage is None:
+                results.append(source.get_map(query))
+            elif coverage.intersects(request_bbox, self.grid.srs):
+                result = source.get_map(query)
+                if coverage.clip:
+                    result = clip_result(result, coverage, request_bbox, request_size, query.srs)
+                results.append(result)
         if not results:
             return None
         if len(results) == 1:
@@ -369,25 +480,160 @@ class TileManager:
             result = merge_images(results, request_size, self._encode_options)
             if not all(result.cacheable for result in results):
                 result.cacheable = False
+        stale_authorized = any(isinstance(r, StaleAuthorizingResult) for r in results)
         if request_size != size or offset != (0, 0):
             result = _place(result, size, offset, self._encode_options)
+        if stale_authorized and not isinstance(result, StaleAuthorizingResult):
+            # keep the marker through merging and placing
+            result = StaleAuthorizingResult(
+                result.as_image(),
+                size=size,
+                transparent=result.transparent,
+                cacheable=result.cacheable,
+            )
         return result
 
     def _query_tile_source(self, coord: TileCoord, bbox: BBox) -> ImageResult | None:
         source, extent = self._source_extents[0]
         if extent is not None and not bbox_intersects(extent, bbox):
             return None
+        coverage = self._source_coverages[0]
+        for area in (self.coverage, coverage):
+            if area is not None and not area.intersects(bbox, self.grid.srs):
+                return None
         result = source.get_tile(coord)  # type: ignore[attr-defined]
         if result is None:
             return None
         if isinstance(result, bytes):
-            return ImageResult(result, format=self.request_format, transparent=self.transparent)
+            result = ImageResult(result, format=self.request_format, transparent=self.transparent)
         assert isinstance(result, ImageResult)
+        if coverage is not None and coverage.clip:
+            result = clip_result(result, coverage, bbox, self.grid.tile_size, self.grid.srs)
         return result
+
+    def _render_bulk(self, job: _CreationJob) -> tuple[dict[TileCoord, bytes], bool]:
+        """All tiles of a meta tile, each from its own source request (in parallel)."""
+        coords = [coord for coord, _ in job.patterns]
+        tile_size = self.grid.tile_size
+
+        def render(coord: TileCoord) -> ImageResult | None:
+            bbox = self.grid.tile_bbox(coord)
+            if self._tile_source is not None:
+                return self._query_tile_source(coord, bbox)
+            return self._query_sources(bbox, tile_size, dimensions=job.dimensions)
+
+        workers = min(self.concurrent_tile_creators, len(coords))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(render, coords))
+        else:
+            results = [render(coord) for coord in coords]
+        if job.stale and any(isinstance(r, StaleAuthorizingResult) for r in results):
+            raise _UseStaleTiles()
+        encoded: dict[TileCoord, bytes] = {}
+        cacheable = True
+        for coord, result in zip(coords, results, strict=True):
+            if result is None:
+                encoded[coord] = self._blank_tile_data()
+                continue
+            cacheable = cacheable and result.cacheable
+            if self.tile_filters:
+                image = result.as_image()
+                for tile_filter in self.tile_filters:
+                    image = tile_filter(coord, image)
+                encoded[coord] = encode_image(image, self._encode_options)
+            else:
+                encoded[coord] = result.as_bytes(self._encode_options)
+        return encoded, cacheable
+
+    def _minimal_job(self, coords: list[TileCoord]) -> _CreationJob:
+        """One job for ``coords``: a source request for the smallest tile block holding them."""
+        assert self.meta_grid is not None
+        meta = self.meta_grid.minimal_meta_tile(coords)
+        job = _CreationJob(
+            # lock as the first tile's meta tile: requests for it wait for us
+            self.meta_grid.main_tile(coords[0]),
+            meta.bbox,
+            meta.size,
+            meta.tile_patterns,
+            clip_to_grid=self.meta_grid.meta_buffer > 0,
+        )
+        job.wanted.extend(coords)
+        return job
+
+    # -- rescaling ---------------------------------------------------------------
+
+    def _level_fetchable(self, level: int) -> bool:
+        """Whether any source may create tiles of ``level`` on request."""
+        res = self.grid.resolutions[level]
+        bbox = self.grid.bbox
+        width = max(1, round((bbox[2] - bbox[0]) / res))
+        height = max(1, round((bbox[3] - bbox[1]) / res))
+        query = MapQuery(bbox, (width, height), self.grid.srs)
+        for source in self.sources:
+            if getattr(source, "seed_only", False):
+                continue
+            res_in_range = getattr(source, "res_in_range", None)
+            if res_in_range is not None and not res_in_range(query):
+                continue
+            return True
+        return False
+
+    def _rescaled_or_blank(self, coord: TileCoord, cache: TileCache) -> Tile:
+        tile = self._rescaled_tile(coord, self._rescale_levels, cache)
+        if tile is not None:
+            return tile
+        # as MapProxy: a tile found nowhere is transparent and not stored
+        if self._rescaled_blank is None:
+            blank = Image.new("RGBA", self.grid.tile_size, (255, 255, 255, 0))
+            self._rescaled_blank = encode_image(blank, self._rescale_options)
+        return Tile(coord, self._rescaled_blank, time.time(), cacheable=False)
+
+    def _rescaled_tile(self, coord: TileCoord, levels: int, cache: TileCache) -> Tile | None:
+        """``coord`` scaled from the next level towards the rescale direction, whose
+        missing tiles are rescaled in turn (``levels`` deep); None if nothing is cached."""
+        source_level = coord.z + self._rescale_step
+        if not 0 <= source_level < self.grid.levels:
+            return None
+        bbox = self.grid.tile_bbox(coord)
+        try:
+            affected = self.grid.affected_level_tiles(bbox, source_level)
+        except (NoTiles, TileOutsideGrid):
+            return None
+        images: list[ImageResult | None] = []
+        for source_coord in affected.tiles:
+            tile = None
+            if source_coord is not None:
+                tile = self._load_checked(source_coord, cache)
+                if tile is None and levels > 1:
+                    tile = self._rescaled_tile(source_coord, levels - 1, cache)
+            if tile is None or tile.data is None:
+                images.append(None)
+            else:
+                images.append(ImageResult(tile.data))
+        if not any(image is not None for image in images):
+            return None
+        tile_size = self.grid.tile_size
+        assembled = assemble_tiles(images, affected.grid_size, tile_size, transparent=True)
+        image = transform_image(
+            assembled,
+            affected.bbox,
+            self.grid.srs,
+            bbox,
+            tile_size,
+            self.grid.srs,
+            resampling=self.image_options.resampling,
+        )
+        data = encode_image(image, self._rescale_options)
+        timestamp = None
+        if self.cache_rescaled_tiles and not self.disable_storage:
+            cache.store_tiles({coord: data})
+            timestamp = cache.tile_timestamp(coord)
+        return Tile(coord, data, timestamp or time.time())
 
     def _direct_tile_source(self) -> MapSource | None:
         """The single tile source in our own grid whose tiles can be fetched 1:1."""
-        if len(self.sources) != 1 or self._use_meta_tiles:
+        if len(self.sources) != 1 or (self._use_meta_tiles and not self._bulk):
             return None
         source = self.sources[0]
         if not callable(getattr(source, "get_tile", None)):

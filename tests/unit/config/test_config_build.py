@@ -120,7 +120,8 @@ def test_file_cache_directory_names_follow_mapproxy(tmp_path: Path):
         str(tmp_path / "data" / "osm_EPSG900913"),
     ]
     named = build.cache("named").tile_managers[0].cache
-    assert named.cache_dir == str(tmp_path / "data" / "named_GLOBAL_WEBMERCATOR")
+    # checked on MapProxy 7.0.0: <cache_dir>/<cachename>/<gridname>
+    assert named.cache_dir == str(tmp_path / "data" / "named" / "GLOBAL_WEBMERCATOR")
     assert named.tile_path(_coord(1, 2, 3)).endswith(os.path.join("3", "1", "2.png"))
     assert build.cache("fixed").tile_managers[0].cache.cache_dir == "/srv/tiles"
 
@@ -265,10 +266,10 @@ def test_unsupported_backend_is_a_clear_error(tmp_path: Path):
     raw = {
         "sources": {"wms": WMS_SOURCE},
         "caches": {
-            "c": {"grids": ["GLOBAL_WEBMERCATOR"], "sources": ["wms"], "cache": {"type": "redis"}}
+            "c": {"grids": ["GLOBAL_WEBMERCATOR"], "sources": ["wms"], "cache": {"type": "couchdb"}}
         },
     }
-    with pytest.raises(ConfigurationError, match=r"caches\.c\.cache\.type: cache type 'redis'"):
+    with pytest.raises(ConfigurationError, match=r"caches\.c\.cache\.type: cache type 'couchdb'"):
         builder(raw, tmp_path).cache("c")
 
 

@@ -283,6 +283,27 @@ def test_affected_tiles_for_exact_tile_bbox_is_that_tile():
         assert result.bbox == grid.tile_bbox(coord)
 
 
+@pytest.mark.parametrize("origin", ["sw", "nw"])
+@pytest.mark.parametrize("side", [0, 1, 2, 3])
+def test_affected_level_tiles_ignore_sub_pixel_overlap(origin, side):
+    # as MapProxy 7.0.0: up to 0.1 px of the level over a tile edge needs no extra tile
+    grid = local_grid(res=(4.0, 1.0), tile_size=(256, 256), origin=origin)
+    tile = grid.tile_bbox(TileCoord(1, 1, 1))
+    sign = -1 if side < 2 else 1
+    for overlap_px, count in ((0.03, 1), (0.09, 1), (0.11, 2), (0.5, 2)):
+        bbox = list(tile)
+        bbox[side] += sign * overlap_px * 1.0
+        result = grid.affected_level_tiles(tuple(bbox), 1)
+        assert len(result.tiles) == count, (overlap_px, result.tiles)
+        assert TileCoord(1, 1, 1) in result.tiles
+
+
+def test_affected_level_tiles_tiny_bbox_is_one_tile():
+    grid = local_grid(res=(4.0, 1.0))
+    result = grid.affected_level_tiles((300.0, 300.0, 300.1, 300.1), 1)
+    assert result.tiles == (TileCoord(1, 1, 1),)
+
+
 def test_affected_tiles_in_the_middle():
     grid = mercator_grid()
     bbox = (-E / 4, -E / 4, E / 4, E / 4)

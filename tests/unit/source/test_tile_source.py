@@ -81,7 +81,7 @@ def test_tile_url_function_expands_all_variables() -> None:
     assert tile_url(template, coord, "jpeg", bbox=bbox) == (
         "x=1234 y=56789 z=12 f=jpeg q=" + quadkey(1234, 56789, 12) + " "
         "tc=12/000/001/234/000/056/789 tms=12/1234/56789 arc=L12/R0000ddd5/C000004d2 "
-        "bbox=1.0,2.5,3.0,4.0 keep=%2C"
+        "bbox=1.00000000,2.50000000,3.00000000,4.00000000 keep=%2C"
     )
 
 

@@ -103,7 +103,7 @@ def test_transparent_styles_and_extra_params(upstream: FakeUpstream) -> None:
     (_, query) = upstream.requests[0]
     assert query["transparent"] == "TRUE"
     assert query["styles"] == "s1"
-    assert query["map"] == "/x.map"
+    assert query["MAP"] == "/x.map"  # extra parameters keep their spelling, as in MapProxy
     assert query["dpi"] == "96"
     assert result.transparent
 
@@ -149,13 +149,35 @@ def test_unsupported_srs_is_requested_in_supported_srs_and_reprojected(
     minx, miny, maxx, maxy = (float(v) for v in query["bbox"].split(","))
     expected = EPSG3857.transform_bbox_to(EPSG4326, bbox)
     assert (minx, miny, maxx, maxy) == pytest.approx(expected)
-    # pixel density is kept: about as many pixels as requested
-    width, height = int(query["width"]), int(query["height"])
-    assert width * height == pytest.approx(400 * 200, rel=0.02)
-    assert width / height == pytest.approx((maxx - minx) / (maxy - miny), rel=0.02)
+    # square pixels of the finer axis: the height stays, the width grows (as MapProxy 7.0.0)
+    assert (query["width"], query["height"]) == ("402", "200")
     image = result.as_image()
     assert image.size == (400, 200)
     assert image.convert("RGBA").getpixel((200, 100)) == (0, 0, 255, 255)
+
+
+@pytest.mark.parametrize(
+    ("bbox", "size", "expected"),
+    [
+        ((20.0, 50.0, 22.2, 52.2), (256, 256), ("256", "408")),
+        ((20.0, 50.0, 30.0, 52.0), (300, 200), ("629", "200")),
+        ((-10.0, -60.0, 10.0, 60.0), (200, 500), ("200", "1509")),
+        ((5.0, 47.0, 15.0, 55.0), (1000, 700), ("1000", "1275")),
+    ],
+)
+def test_reprojected_request_size_matches_reference(
+    upstream: FakeUpstream,
+    bbox: tuple[float, float, float, float],
+    size: tuple[int, int],
+    expected: tuple[str, str],
+) -> None:
+    # sizes MapProxy 7.0.0 asks its upstream for with the same requests
+    source = make_source(upstream, supported_srs=[EPSG3857])
+    result = source.get_map(MapQuery(bbox, size, EPSG4326))
+    (_, query) = upstream.requests[0]
+    assert query["srs"] == "EPSG:3857"
+    assert (query["width"], query["height"]) == expected
+    assert result.as_image().size == size
 
 
 def test_supported_srs_choice(upstream: FakeUpstream) -> None:
@@ -355,6 +377,7 @@ def test_outside_resolution_range_returns_blank_without_request(upstream: FakeUp
 def test_source_attributes(upstream: FakeUpstream) -> None:
     source = make_source(upstream, opacity=0.5)
     assert source.supports_meta_tiles is True
-    assert source.transparent is False
+    assert source.request_transparent is False
+    assert source.transparent is True  # layers below show through
     assert source.extent is None
     assert source.opacity == 0.5

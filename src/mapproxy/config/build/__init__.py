@@ -68,16 +68,24 @@ class BuiltConfig:
 
 
 class ConfigBuilder:
-    """Builds runtime objects from a ProxyConfig; each piece is built once and memoized."""
+    """Builds runtime objects from a ProxyConfig; each piece is built once and memoized.
 
-    def __init__(self, config: ProxyConfig) -> None:
+    ``seed``: build for mapproxy-seed, where ``seed_only`` sources are active.
+    """
+
+    def __init__(self, config: ProxyConfig, seed: bool = False) -> None:
         self.config = config
         self.globals = config.globals
         self._paths = ConfigPaths(config.config_dir or os.getcwd(), self.globals.cache.base_dir)
         self._grids = GridBuilder(config.grids, self.globals)
-        self._sources = SourceBuilder(config, self._paths, self._grids)
+        self._sources = SourceBuilder(config, self._paths, self._grids, seed=seed)
         self._caches = CacheBuilder(config, self._paths, self._grids, self._sources)
         self._layers = LayerBuilder(config, self._caches, self._sources)
+
+    @property
+    def paths(self) -> ConfigPaths:
+        """Path resolution against the main config file (e.g. for coverage files)."""
+        return self._paths
 
     def path(self, value: str) -> str:
         """``value`` resolved against the directory of the main config file."""

@@ -9,16 +9,19 @@ from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.models.caches import (
     BackendCommonConfig,
     CacheConfig,
+    CompactBackendConfig,
     FileBackendConfig,
     GeoPackageBackendConfig,
     MBTilesBackendConfig,
+    RedisBackendConfig,
+    S3BackendConfig,
     SQLiteBackendConfig,
 )
 from mapproxy.config.models.globals import CacheGlobalsConfig
 from mapproxy.errors import ConfigurationError
 from mapproxy.grid import TileGrid
 from mapproxy.image.options import ImageOptions, format_extension
-from mapproxy.util.registry import Registry
+from mapproxy.util.registry import Registry, import_object
 
 CACHE_CLASSES: Registry[Any] = Registry(
     "cache",
@@ -27,6 +30,9 @@ CACHE_CLASSES: Registry[Any] = Registry(
         "mbtiles": "mapproxy.cache.mbtiles:MBTilesCache",
         "sqlite": "mapproxy.cache.mbtiles:SQLiteLevelsCache",
         "geopackage": "mapproxy.cache.geopackage:GeoPackageCache",
+        "compact": "mapproxy.cache.compact:CompactCache",
+        "redis": "mapproxy.cache.redis:RedisCache",
+        "s3": "mapproxy.cache.s3:S3Cache",
     },
 )
 
@@ -46,11 +52,17 @@ class CacheStorageBuilder:
         grid: TileGrid,
         image_options: ImageOptions,
     ) -> Any:
-        """The tile store of cache ``name`` for ``grid`` (file, mbtiles, sqlite, geopackage)."""
+        """The tile store of cache ``name`` for ``grid``, by ``cache.type``."""
         if isinstance(backend, MBTilesBackendConfig | SQLiteBackendConfig):
             return self._sqlite_backend(name, conf, backend, grid)
         if isinstance(backend, GeoPackageBackendConfig):
             return self._geopackage_backend(name, conf, backend, grid)
+        if isinstance(backend, CompactBackendConfig):
+            return self._compact_backend(name, conf, backend, grid)
+        if isinstance(backend, RedisBackendConfig):
+            return self._redis_backend(name, backend, grid)
+        if isinstance(backend, S3BackendConfig):
+            return self._s3_backend(name, backend, grid, image_options)
         if not isinstance(backend, FileBackendConfig):
             raise ConfigurationError(
                 f"caches.{name}.cache.type: cache type '{backend.type}' "  # type: ignore[attr-defined]
@@ -61,7 +73,10 @@ class CacheStorageBuilder:
             cache_dir = self._paths.path(backend.directory)
         else:
             root = self._paths.path(conf.cache_dir) if conf.cache_dir else self._paths.base_dir
-            cache_dir = os.path.join(root, f"{name}_{cache_grid_id(grid, backend.use_grid_names)}")
+            if backend.use_grid_names:
+                cache_dir = os.path.join(root, name, str(grid.name))
+            else:
+                cache_dir = os.path.join(root, f"{name}_{cache_grid_id(grid)}")
         link = conf.link_single_color_images
         if link is None:
             link = self._globals.link_single_color_images
@@ -142,6 +157,105 @@ class CacheStorageBuilder:
             )
         except ValueError as exc:
             raise ConfigurationError(f"caches.{name}.cache: {exc}") from None
+
+    def _compact_backend(
+        self, name: str, conf: CacheConfig, backend: CompactBackendConfig, grid: TileGrid
+    ) -> Any:
+        if backend.version is None:
+            raise ConfigurationError(
+                f"caches.{name}.cache.version: missing required key 'version' (1 or 2)"
+            )
+        if backend.directory:
+            if conf.grids and len(conf.grids) > 1:
+                raise ConfigurationError(
+                    f"caches.{name}.cache.directory: using single directory for cache "
+                    "with multiple grids"
+                )
+            directory = self._paths.path(backend.directory)
+        else:
+            directory = os.path.join(self._cache_root(conf), name, str(grid.name))
+        return CACHE_CLASSES.get("compact")(
+            directory,
+            backend.version,
+            file_permissions=_octal(backend.file_permissions or self._globals.file_permissions),
+            directory_permissions=_octal(
+                backend.directory_permissions or self._globals.directory_permissions
+            ),
+        )
+
+    def _s3_backend(
+        self, name: str, backend: S3BackendConfig, grid: TileGrid, image_options: ImageOptions
+    ) -> Any:
+        defaults = self._globals.s3 or {}
+        bucket_name = backend.bucket_name or defaults.get("bucket_name")
+        if not bucket_name:
+            raise ConfigurationError(
+                f"caches.{name}.cache.bucket_name: missing required key 'bucket_name' "
+                "(or set globals.cache.s3.bucket_name)"
+            )
+        if backend.directory:
+            prefix = backend.directory.strip("/")
+            if backend.include_grid_name:
+                prefix = f"{prefix}/{grid.name}"
+        else:
+            prefix = f"{name}/{grid.name}"
+        try:
+            cls = CACHE_CLASSES.get("s3")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"caches.{name}.cache.type: {exc}") from None
+        connection = import_object("mapproxy.cache.s3:S3ConnectionOptions")(
+            profile_name=backend.profile_name or defaults.get("profile_name"),
+            region_name=backend.region_name or defaults.get("region_name"),
+            endpoint_url=backend.endpoint_url or defaults.get("endpoint_url"),
+        )
+        return cls(
+            str(bucket_name),
+            prefix,
+            format_extension(image_options.format),
+            directory_layout=backend.directory_layout,
+            connection=connection,
+            access_control_list=backend.access_control_list,
+            use_http_get=backend.use_http_get,
+            content_type=image_options.mime_type,
+        )
+
+    def _redis_backend(self, name: str, backend: RedisBackendConfig, grid: TileGrid) -> Any:
+        path = f"caches.{name}.cache"
+        try:
+            cls = CACHE_CLASSES.get("redis")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}.type: {exc}") from None
+        if backend.sentinels and backend.cluster:
+            raise ConfigurationError(f"{path}.sentinels: cannot be combined with cluster: true")
+        if backend.startup_nodes and not backend.cluster:
+            raise ConfigurationError(f"{path}.startup_nodes: needs cluster: true")
+        if backend.cluster and backend.db:
+            raise ConfigurationError(f"{path}.db: Redis Cluster only has db 0")
+        timeout = float(backend.socket_timeout) if backend.socket_timeout is not None else 2.0
+        ssl_files = {
+            key: self._paths.path(value) if value else None
+            for key, value in (
+                ("ssl_certfile", backend.ssl_certfile),
+                ("ssl_keyfile", backend.ssl_keyfile),
+                ("ssl_ca_certs", backend.ssl_ca_certs),
+            )
+        }
+        options = import_object("mapproxy.cache.redis:RedisConnectionOptions")(
+            host=backend.host,
+            port=backend.port,
+            db=backend.db,
+            username=backend.username,
+            password=backend.password,
+            socket_timeout_seconds=timeout,
+            connect_timeout_seconds=timeout,
+            sentinels=tuple(tuple(node) for node in backend.sentinels or ()),
+            service_name=backend.service_name,
+            cluster=backend.cluster,
+            startup_nodes=tuple(tuple(node) for node in backend.startup_nodes or ()),
+            **ssl_files,
+        )
+        prefix = backend.prefix if backend.prefix is not None else f"{name}_{grid.name}"
+        return cls(prefix, options, default_ttl=backend.default_ttl)
 
     def tile_lock_dir(self, conf: CacheConfig, backend: BackendCommonConfig) -> str:
         """The directory of the meta tile locks: configured, else ``tile_locks`` in the cache."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
+from mapproxy.config.build.coverages import load_coverage
+from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.models.common import BBoxValue, CoverageConfig
+from mapproxy.coverage import Coverage
 from mapproxy.errors import ConfigurationError
 from mapproxy.source.base import MapExtent
-from mapproxy.srs import BBox, UnknownSRS, get_srs, merge_bbox
+from mapproxy.srs import BBox, get_srs, merge_bbox
 
 WORLD_EXTENT = MapExtent((-180.0, -90.0, 180.0, 90.0), get_srs("EPSG:4326"))
 
@@ -45,21 +49,19 @@ def union_extent(extents: Sequence[MapExtent]) -> MapExtent:
     return MapExtent(bbox, wgs84)
 
 
-def coverage_extent(coverage: CoverageConfig | None, path: str) -> MapExtent | None:
-    """The extent of the ``coverage`` of the source or cache at ``path`` (None: no coverage)."""
+def coverage_extent(
+    coverage: CoverageConfig | None, path: str, paths: ConfigPaths | None = None
+) -> MapExtent | None:
+    """The bbox extent of the ``coverage`` of the source or cache at ``path`` (None: none).
+
+    ``paths`` resolves coverage files (default: relative to the working directory).
+    """
     if coverage is None:
         return None
-    if coverage.bbox is None and isinstance(coverage.datasource, list | str):
-        bbox_value: BBoxValue | None = coverage.datasource
-    else:
-        bbox_value = coverage.bbox
-    if bbox_value is None:
-        raise ConfigurationError(
-            f"{path}.coverage: only bbox coverages are supported by this version yet"
-        )
-    srs_code = coverage.srs or coverage.bbox_srs or "EPSG:4326"
-    try:
-        srs = get_srs(srs_code)
-    except UnknownSRS as error:
-        raise ConfigurationError(f"{path}.coverage.srs: {error}") from None
-    return MapExtent(parse_bbox(bbox_value, f"{path}.coverage.bbox"), srs)
+    loaded = load_coverage(coverage, f"{path}.coverage", paths or ConfigPaths(os.getcwd(), "."))
+    return coverage_map_extent(loaded)
+
+
+def coverage_map_extent(coverage: Coverage) -> MapExtent:
+    """The bbox of ``coverage`` as a MapExtent in the coverage's SRS."""
+    return MapExtent(coverage.bbox, coverage.srs)

@@ -136,7 +136,8 @@ def _grid_bbox(options: Mapping[str, Any], srs: SRS, path: str) -> BBox:
     bbox_srs_code = options.get("bbox_srs")
     if bbox_srs_code:
         try:
-            bbox = get_srs(bbox_srs_code).transform_bbox_to(srs, bbox)
+            # four segments per edge: what the reference samples (mapproxy-util grids)
+            bbox = get_srs(bbox_srs_code).transform_bbox_to(srs, bbox, with_points=4)
         except MapProxyError as error:
             raise ConfigurationError(f"{path}.bbox_srs: {error}") from None
     return bbox

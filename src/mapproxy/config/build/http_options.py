@@ -32,6 +32,7 @@ def http_options(
         "ssl_no_cert_checks": bool(pick("ssl_no_cert_checks", False)),
         "hide_error_details": bool(pick("hide_error_details", True)),
         "method": pick("method", "AUTO"),
+        "manage_cookies": bool(pick("manage_cookies", False)),
     }
 
 
@@ -40,12 +41,19 @@ def http_client(
     conf: HTTPOptionsConfig | None,
     paths: ConfigPaths,
     error_log_name: str | None = None,
+    method: str | None = None,
 ) -> Any:
-    """An HTTPClient for a source's ``http`` options; failures logged on ``error_log_name``."""
+    """An HTTPClient for a source's ``http`` options; failures logged on ``error_log_name``.
+
+    ``method`` replaces the configured ``http.method`` (tile sources always GET).
+    """
     from mapproxy.http.client import HTTPClient
 
     error_log = logging.getLogger(error_log_name) if error_log_name else None
-    return HTTPClient(**http_options(http_globals, conf, paths), error_log=error_log)
+    options = http_options(http_globals, conf, paths)
+    if method is not None:
+        options["method"] = method
+    return HTTPClient(**options, error_log=error_log)
 
 
 def http_timeout(http_globals: HTTPGlobalsConfig) -> float:

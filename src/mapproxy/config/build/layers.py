@@ -12,8 +12,9 @@ from mapproxy.config.models.layers import LayerConfig
 from mapproxy.config.validate import ProxyConfig, source_name
 from mapproxy.errors import ConfigurationError
 from mapproxy.image.options import format_extension
-from mapproxy.layer.base import ResolutionRange, TileLayer, TileLegend, WMSLayer
+from mapproxy.layer.base import MapLayer, ResolutionRange, TileLayer, TileLegend, WMSLayer
 from mapproxy.layer.cache_layer import CacheMapLayer, DirectMapLayer
+from mapproxy.layer.conditional import ResolutionConditionalLayer
 from mapproxy.layer.dimensions import parse_dimensions
 
 
@@ -59,7 +60,7 @@ class LayerBuilder:
             resolved = self._caches.resolve(ref, ref_path)
             if isinstance(resolved, BuiltCache):
                 caches_used.append(resolved.name)
-                map_layers.append(resolved.map_layer)
+                map_layers.append(resolved.wms_layer or resolved.map_layer)
                 info_sources += resolved.info_sources
                 legend_sources += resolved.legend_sources
                 continue
@@ -79,10 +80,7 @@ class LayerBuilder:
             map_layers.append(DirectMapLayer(resolved, extent, res_range))
         if res_range is not None or dimensions:
             map_layers = [
-                _for_layer(layer, res_range, frozenset(dimensions))
-                if isinstance(layer, CacheMapLayer)
-                else layer
-                for layer in map_layers
+                _for_layer(layer, res_range, frozenset(dimensions)) for layer in map_layers
             ]
         children = [
             self._build_layer(child, f"{path}.layers[{i}]", tile_layers)
@@ -150,23 +148,36 @@ class LayerBuilder:
 
 
 def _res_range(conf: LayerConfig) -> ResolutionRange | None:
-    """The layer's resolution range; scales are converted with 0.28 mm pixels."""
+    """The layer's resolution range; scales are converted with 0.28 mm pixels.
+
+    ``min_scale`` is the small scale number, i.e. the fine limit (``max_res``), and
+    ``max_scale`` the coarse one (``min_res``), as in MapProxy.
+    """
     min_res = conf.min_res
     max_res = conf.max_res
-    if conf.min_scale is not None:
-        min_res = conf.min_scale * 0.00028
     if conf.max_scale is not None:
-        max_res = conf.max_scale * 0.00028
+        min_res = conf.max_scale * 0.00028
+    if conf.min_scale is not None:
+        max_res = conf.min_scale * 0.00028
     if min_res is None and max_res is None:
         return None
     return ResolutionRange(min_res=min_res, max_res=max_res)
 
 
 def _for_layer(
-    layer: CacheMapLayer, res_range: ResolutionRange | None, dimension_names: frozenset[str]
-) -> CacheMapLayer:
+    layer: MapLayer, res_range: ResolutionRange | None, dimension_names: frozenset[str]
+) -> MapLayer:
     """A copy of a cache's layer limited to ``res_range`` and passing on the dimensions
-    ``dimension_names`` (the cache's layer is shared)."""
+    ``dimension_names`` (the cache's layer is shared); other layers are returned as is."""
+    if isinstance(layer, ResolutionConditionalLayer):
+        return ResolutionConditionalLayer(
+            _for_layer(layer.cached, res_range, dimension_names),
+            layer.direct,
+            layer.threshold_res,
+            layer.threshold_srs,
+        )
+    if not isinstance(layer, CacheMapLayer):
+        return layer
     return CacheMapLayer(
         layer.tile_managers,
         layer.extent,

@@ -62,6 +62,12 @@ class RedisBackendConfig(BackendCommonConfig):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_ca_certs: str | None = None
+    # additions (not in MapProxy 7.0.0): timeouts in seconds, Sentinel and Cluster
+    socket_timeout: Number | None = None
+    sentinels: list[tuple[str, int]] | None = None
+    service_name: str | None = None
+    cluster: bool = False
+    startup_nodes: list[tuple[str, int]] | None = None
 
 
 class S3BackendConfig(BackendCommonConfig):
@@ -95,7 +101,7 @@ class CouchDBBackendConfig(BackendCommonConfig):
 
 class CompactBackendConfig(BackendCommonConfig):
     type: Literal["compact"]
-    version: Literal[1, 2]
+    version: Literal[1, 2] | None = None  # required; the builder names the key when missing
     directory: str | None = None
 
 
@@ -130,7 +136,7 @@ class CacheConfig(ConfigModel):
     meta_buffer: int | None = None
     bulk_meta_tiles: bool | None = None
     minimize_meta_requests: bool | None = None
-    link_single_color_images: bool | None = None
+    link_single_color_images: bool | Literal["symlink", "hardlink"] | None = None
     disable_storage: bool = False
     cache_dir: str | None = None
     cache: dict[str, Any] | None = None

@@ -17,6 +17,9 @@ class ConfigModel(BaseModel):
 
 
 class EncodingOptionsConfig(ConfigModel):
+    # unknown encoding options are errors, not warnings (as in MapProxy)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     jpeg_quality: int | None = None
     quantizer: Literal["mediancut", "fastoctree"] | None = None
     tiff_compression: Literal["raw", "tiff_lzw", "jpeg"] | None = None

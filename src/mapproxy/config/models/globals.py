@@ -23,7 +23,7 @@ class CacheGlobalsConfig(ConfigModel):
     minimize_meta_requests: bool = False
     concurrent_tile_creators: int = 2
     max_tile_limit: int = 500
-    link_single_color_images: bool = False
+    link_single_color_images: bool | Literal["symlink", "hardlink"] = False
     directory_permissions: str | None = None
     file_permissions: str | None = None
     sqlite_timeout: Number = 30

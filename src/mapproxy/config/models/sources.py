@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,9 +16,16 @@ from mapproxy.config.models.common import (
 )
 
 
+class SourceSeedConfig(ConfigModel):
+    """``seed:`` of a source: options only mapproxy-seed uses."""
+
+    rate_limit: float | None = Field(default=None, gt=0)  # upstream requests per second
+
+
 class SourceCommonConfig(ConfigModel):
     coverage: CoverageConfig | None = None
     seed_only: bool = False
+    seed: SourceSeedConfig | None = None
     min_res: Number | None = None
     max_res: Number | None = None
     min_scale: Number | None = None
@@ -27,6 +34,9 @@ class SourceCommonConfig(ConfigModel):
 
 
 class WMSRequestConfig(ConfigModel):
+    # any other key is an extra request parameter, not an unknown option
+    extra_keys_allowed: ClassVar[bool] = True
+
     url: str
     layers: str | list[str] | None = None
     transparent: bool | str | None = None
