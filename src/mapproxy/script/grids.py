@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mapproxy.config.build import ConfigBuilder
-from mapproxy.config.build.extents import parse_bbox
+from mapproxy.config.build.coverages import parse_bbox
 from mapproxy.config.loader import load_configuration_files, load_yaml_file
 from mapproxy.config.validate import validate_config
 from mapproxy.errors import ConfigurationError, MapProxyError

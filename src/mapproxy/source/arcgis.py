@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from mapproxy.errors import SourceError
-from mapproxy.http.client import HTTPClient, UpstreamHTTPError
-from mapproxy.source.featureinfo import FeatureInfoDoc, FeatureInfoQuery, _reprojected, info_type
+from mapproxy.http.client import HTTPClient
+from mapproxy.source.featureinfo import (
+    FeatureInfoDoc,
+    FeatureInfoQuery,
+    _reprojected,
+    fetch_info,
+    info_type,
+    point_in_extent,
+)
 from mapproxy.source.wms import WMSSource, _format_number
 from mapproxy.srs import SRS, BBox
 
@@ -121,18 +126,7 @@ class ArcGISInfoSource:
 
     def get_feature_info(self, query: FeatureInfoQuery) -> FeatureInfoDoc | None:
         """Ask the upstream; None outside the source's coverage; raises SourceError."""
-        extent = self.source.extent
-        if extent is not None:
-            x, y = query.coord
-            if not query.srs.is_same_as(extent.srs):
-                x, y = query.srs.transform_to(extent.srs, [(x, y)])[0]
-            minx, miny, maxx, maxy = extent.bbox
-            if not (minx <= x <= maxx and miny <= y <= maxy):
-                return None
-        url = self.identify_url(query)
-        try:
-            with self.source.request_limiter or contextlib.nullcontext():
-                response = self.source.client.open(url)
-        except UpstreamHTTPError as error:
-            raise SourceError(str(error)) from None
+        if not point_in_extent(self.source, query):
+            return None
+        response = fetch_info(self.source, self.identify_url(query))
         return FeatureInfoDoc(response.body, info_type(response.content_type or "json"))

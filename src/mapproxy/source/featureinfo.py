@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mapproxy.errors import SourceError
-from mapproxy.http.client import UpstreamHTTPError
+from mapproxy.http.client import HTTPResponse, UpstreamHTTPError
 from mapproxy.source.wms import WMSSource, _merge_query
 from mapproxy.srs import SRS, BBox
 
@@ -101,6 +101,28 @@ class XSLTransformer:
         return FeatureInfoDoc(bytes(result), self.out_type or doc.info_type)
 
 
+def point_in_extent(source: Any, query: FeatureInfoQuery) -> bool:
+    """Whether the queried point lies in the ``extent`` of ``source`` (True without one)."""
+    extent = source.extent
+    if extent is None:
+        return True
+    x, y = query.coord
+    if not query.srs.is_same_as(extent.srs):
+        x, y = query.srs.transform_to(extent.srs, [(x, y)])[0]
+    minx, miny, maxx, maxy = extent.bbox
+    return bool(minx <= x <= maxx and miny <= y <= maxy)
+
+
+def fetch_info(source: Any, url: str) -> HTTPResponse:
+    """GET ``url`` with the client and request limit of ``source``; raises SourceError."""
+    try:
+        with source.request_limiter or contextlib.nullcontext():
+            response: HTTPResponse = source.client.open(url)
+    except UpstreamHTTPError as error:
+        raise SourceError(str(error)) from None
+    return response
+
+
 class WMSInfoSource:
     """GetFeatureInfo for the layers of a WMS source.
 
@@ -153,20 +175,9 @@ class WMSInfoSource:
 
     def get_feature_info(self, query: FeatureInfoQuery) -> FeatureInfoDoc | None:
         """Ask the upstream; raises SourceError when it fails."""
-        extent = self.source.extent
-        if extent is not None:
-            x, y = query.coord
-            if not query.srs.is_same_as(extent.srs):
-                x, y = query.srs.transform_to(extent.srs, [(x, y)])[0]
-            minx, miny, maxx, maxy = extent.bbox
-            if not (minx <= x <= maxx and miny <= y <= maxy):
-                return None
-        url = self.feature_info_url(query)
-        try:
-            with self.source.request_limiter or contextlib.nullcontext():
-                response = self.source.client.open(url)
-        except UpstreamHTTPError as error:
-            raise SourceError(str(error)) from None
+        if not point_in_extent(self.source, query):
+            return None
+        response = fetch_info(self.source, self.feature_info_url(query))
         # As in MapProxy, the type of the answer is what the upstream says it sent.
         kind = info_type(response.content_type or self.info_format or query.info_format)
         doc = FeatureInfoDoc(response.body, kind)

@@ -11,7 +11,8 @@ from typing import Any
 
 from mapproxy.config.build.cache_storage import CACHE_CLASSES, cache_grid_id
 from mapproxy.config.build.caches import BuiltCache, CacheBuilder, cache_format
-from mapproxy.config.build.extents import parse_bbox, union_extent
+from mapproxy.config.build.coverages import parse_bbox
+from mapproxy.config.build.extents import union_extent
 from mapproxy.config.build.grids import BUILTIN_GRIDS, GridBuilder
 from mapproxy.config.build.http_options import http_client, http_options, http_timeout
 from mapproxy.config.build.images import build_image_options

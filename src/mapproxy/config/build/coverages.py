@@ -80,7 +80,7 @@ def load_coverage(
         return _expire_tiles(conf.expire_tiles, f"{path}.expire_tiles", paths, clip)
     if conf.bbox is not None:
         srs = _srs(conf, path) or get_srs(DEFAULT_SRS)
-        return bbox_coverage(_bbox(conf.bbox, f"{path}.bbox"), srs, clip)
+        return bbox_coverage(parse_bbox(conf.bbox, f"{path}.bbox"), srs, clip)
     datasource: BBoxValue | None = conf.datasource
     key = "datasource"
     if datasource is None and conf.ogr_datasource is not None:
@@ -94,7 +94,7 @@ def load_coverage(
         )
     if isinstance(datasource, list) or _BBOX_STRING.match(datasource):
         srs = _srs(conf, path) or get_srs(DEFAULT_SRS)
-        return bbox_coverage(_bbox(datasource, f"{path}.{key}"), srs, clip)
+        return bbox_coverage(parse_bbox(datasource, f"{path}.{key}"), srs, clip)
     where = conf.where if conf.where is not None else conf.ogr_where
     geometry, native_srs = _read_datasource(datasource, where, key, f"{path}.{key}", paths)
     srs = _srs(conf, path) or native_srs or get_srs(DEFAULT_SRS)
@@ -119,7 +119,8 @@ def _srs(conf: CoverageConfig, path: str) -> SRS | None:
     return None
 
 
-def _bbox(value: BBoxValue, path: str) -> BBox:
+def parse_bbox(value: BBoxValue, path: str) -> BBox:
+    """A bbox from a list or ``"minx,miny,maxx,maxy"`` string; checks order and length."""
     parts: list[Any] = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
     try:
         numbers = [float(part) for part in parts]

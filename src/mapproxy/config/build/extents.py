@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 from mapproxy.config.build.coverages import load_coverage
 from mapproxy.config.build.paths import ConfigPaths
-from mapproxy.config.models.common import BBoxValue, CoverageConfig
+from mapproxy.config.models.common import CoverageConfig
 from mapproxy.coverage import Coverage
-from mapproxy.errors import ConfigurationError
 from mapproxy.source.base import MapExtent
-from mapproxy.srs import BBox, get_srs, merge_bbox
+from mapproxy.srs import get_srs, merge_bbox
 
 WORLD_EXTENT = MapExtent((-180.0, -90.0, 180.0, 90.0), get_srs("EPSG:4326"))
-
-
-def parse_bbox(value: BBoxValue, path: str) -> BBox:
-    """A bbox from a list or ``"minx,miny,maxx,maxy"`` string; checks order and length."""
-    if isinstance(value, str):
-        parts: list[Any] = value.replace(" ", "").split(",")
-    else:
-        parts = list(value)
-    try:
-        numbers = [float(part) for part in parts]
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{path}: expected four numbers, got {value!r}") from None
-    if len(numbers) != 4:
-        raise ConfigurationError(f"{path}: expected four numbers, got {value!r}")
-    if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
-        raise ConfigurationError(f"{path}: minx/miny must be smaller than maxx/maxy: {value!r}")
-    return (numbers[0], numbers[1], numbers[2], numbers[3])
 
 
 def union_extent(extents: Sequence[MapExtent]) -> MapExtent:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mapproxy.config.build.extents import parse_bbox
+from mapproxy.config.build.coverages import parse_bbox
 from mapproxy.config.models.globals import GlobalsConfig
 from mapproxy.config.models.grids import GridConfig
 from mapproxy.errors import ConfigurationError, MapProxyError

@@ -268,26 +268,32 @@ class SourceBuilder:
             if conf.supported_formats
             else None,
             transparent=transparent,
-            image_options=build_image_options(
-                self._globals.image, None, image, transparent=transparent
-            ),
             extent=extent,
             min_res=min_res,
             max_res=max_res,
             on_error=on_error,
-            transparent_color=image.transparent_color if image else None,
-            transparent_color_tolerance=(
-                image.transparent_color_tolerance
-                if image and image.transparent_color_tolerance is not None
-                else 5
-            ),
-            opacity=image.opacity if image else None,
+            **self._image_kwargs(image, transparent),
             preferred_src_proj=self._preferred_src_proj(),
             request_limiter=request_limiter(
                 self._globals, self._paths, url, conf.concurrent_requests
             ),
             forward_req_params=conf.forward_req_params,
         )
+
+    def _image_kwargs(self, image: Any, transparent: bool) -> dict[str, Any]:
+        """Image options of an HTTP map source: format options, transparent colour, opacity."""
+        return {
+            "image_options": build_image_options(
+                self._globals.image, None, image, transparent=transparent
+            ),
+            "transparent_color": image.transparent_color if image else None,
+            "transparent_color_tolerance": (
+                image.transparent_color_tolerance
+                if image and image.transparent_color_tolerance is not None
+                else 5
+            ),
+            "opacity": image.opacity if image else None,
+        }
 
     def _read_sld(self, filename: str, path: str) -> str:
         """The text of an ``sld: file://...`` file (relative to the config directory)."""
@@ -409,20 +415,11 @@ class SourceBuilder:
             supported_formats=[format_mime_type(f) for f in conf.supported_formats]
             if conf.supported_formats
             else None,
-            image_options=build_image_options(
-                self._globals.image, None, image, transparent=transparent
-            ),
             extent=self._coverage_extent(name),
             min_res=min_res,
             max_res=max_res,
             on_error=_on_error_dict(conf.on_error),
-            transparent_color=image.transparent_color if image else None,
-            transparent_color_tolerance=(
-                image.transparent_color_tolerance
-                if image and image.transparent_color_tolerance is not None
-                else 5
-            ),
-            opacity=image.opacity if image else None,
+            **self._image_kwargs(image, transparent),
             preferred_src_proj=self._preferred_src_proj(),
             request_limiter=request_limiter(
                 self._globals, self._paths, str(url), conf.concurrent_requests
@@ -490,19 +487,10 @@ class SourceBuilder:
             bgcolor=conf.bgcolor,
             supported_srs=_srs_list(conf.supported_srs, f"{path}.supported_srs"),
             transparent=conf.transparent,
-            image_options=build_image_options(
-                self._globals.image, None, image, transparent=conf.transparent
-            ),
             extent=self._coverage_extent(name),
             min_res=min_res,
             max_res=max_res,
-            transparent_color=image.transparent_color if image else None,
-            transparent_color_tolerance=(
-                image.transparent_color_tolerance
-                if image and image.transparent_color_tolerance is not None
-                else 5
-            ),
-            opacity=image.opacity if image else None,
+            **self._image_kwargs(image, conf.transparent),
             preferred_src_proj=self._preferred_src_proj(),
             request_limiter=request_limiter(
                 self._globals, self._paths, conf.landingpage_url, conf.concurrent_requests
