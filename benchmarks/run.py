@@ -318,41 +318,77 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
+{server}
+}}
+"""
+
+_STATIC_SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         location /tiles/ {{ alias {tiles}/; }}
-    }}
-}}
-"""
+    }}"""
+
+
+def _start_nginx(prefix: Path, port: int, workers: int, server: str) -> Managed:
+    """Start nginx with ``server`` (http-context text) in its own prefix dir."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(
+            user="user root;\n" if os.geteuid() == 0 else "",
+            workers=workers,
+            prefix=prefix,
+            server=server,
+        )
+    )
+    process = Managed(
+        "nginx",
+        [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+        cwd=prefix,
+        log_path=prefix / "stdout.log",
+        env=None,
+    )
+    wait_http(f"http://127.0.0.1:{port}/", process)
+    return process
 
 
 class NginxStatic:
     """nginx serving the W1 tile files statically (the physical limit)."""
 
     def __init__(self, work_dir: Path, tiles: Path, workers: int) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        prefix = work_dir / "nginx"
-        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            _NGINX_CONF.format(
-                user="user root;\n" if os.geteuid() == 0 else "",
-                workers=workers,
-                prefix=prefix,
-                port=self.port,
-                tiles=tiles,
-            )
-        )
-        self.process = Managed(
-            "nginx",
-            [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-            cwd=prefix,
-            log_path=prefix / "stdout.log",
-            env=None,
-        )
-        wait_http(self.url + "/", self.process)
+        server = _STATIC_SERVER.format(port=self.port, tiles=tiles)
+        self.process = _start_nginx(work_dir / "nginx", self.port, workers, server)
+
+    def stop(self) -> None:
+        """Stop nginx (its master and workers)."""
+        self.process.stop()
+
+
+class NginxFront:
+    """The production stack: nginx from ``mapproxy-util nginx-config`` before the app."""
+
+    def __init__(self, work_dir: Path, app: GunicornServer, workers: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        generated = subprocess.run(
+            [
+                this_project().tool("mapproxy-util"),
+                "nginx-config",
+                "-f",
+                str(work_dir / "mapproxy.yaml"),
+                "--app",
+                f"127.0.0.1:{app.port}",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.process = _start_nginx(work_dir / "nginx-front", self.port, workers, generated)
 
     def stop(self) -> None:
         """Stop nginx (its master and workers)."""
@@ -704,6 +740,10 @@ def w6_startup(settings: Settings, results: Results) -> None:
     caps_metric = results.metric(
         "W6", "start-up + first WMS GetCapabilities, 400 layers", "s", False
     )
+    # pip byte-compiles an installed package; the editable checkout gets its .pyc files here
+    # (PYTHONDONTWRITEBYTECODE would otherwise make every start compile the sources again).
+    package_dir = Path(__file__).resolve().parent.parent / "src" / "mapproxy"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package_dir)], check=False)
     for rep in range(max(1, min(settings.reps, 3))):
         for project in order(settings.projects, rep):
             started = time.perf_counter()
@@ -801,6 +841,44 @@ def w1_cached(
                 result = load(settings, nginx.url, static_paths, settings.connections)
                 _record_load("nginx", result, rps, p50, p99)
                 log(f"W1 nginx static: {_describe(result)}")
+    if nginx is not None and "this" in servers:
+        _w1_production_stack(settings, servers, nginx, results, tiles)
+
+
+def _w1_production_stack(
+    settings: Settings,
+    servers: dict[str, GunicornServer],
+    nginx: NginxStatic,
+    results: Results,
+    tiles: Sequence[tuple[int, int, int]],
+) -> None:
+    """W1 through the generated nginx front (hits from the files, misses to this app),
+    next to the reference under gunicorn and nginx serving the files statically."""
+    paths = workloads.w1_paths("wmts", tiles)
+    static_paths = workloads.w1_paths("static", tiles)
+    label = "WMTS REST cached tiles, production stack (nginx front)"
+    rps = results.metric("W1", label, "req/s", True)
+    p50 = results.metric("W1", f"{label} p50 latency", "ms", False)
+    p99 = results.metric("W1", f"{label} p99 latency", "ms", False)
+    rps.note = "this: nginx-config front; ref: gunicorn"
+    front = NginxFront(settings.work_dir, servers["this"], settings.workers)
+    try:
+        status, _, body = http_get(front.url + paths[0])
+        if status != 200 or not body.startswith(b"\x89PNG"):
+            log(f"W1 nginx front: unexpected answer {status} for {paths[0]}")
+        for rep in range(settings.reps):
+            for project in order(settings.projects, rep):
+                if project.key == "this":
+                    result = load(settings, front.url, paths, settings.connections)
+                else:
+                    server = servers[project.key]
+                    result = load(settings, server.url, paths, settings.connections, server)
+                _record_load(project.key, result, rps, p50, p99)
+                log(f"W1 production stack {project.label}: {_describe(result)}")
+            result = load(settings, nginx.url, static_paths, settings.connections)
+            _record_load("nginx", result, rps, p50, p99)
+    finally:
+        front.stop()
 
 
 def _check_w1_bytes(

@@ -11,15 +11,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import shapely
 from PIL import Image, ImageChops
-from shapely.geometry.base import BaseGeometry
 
 from mapproxy.errors import TransformationError
 from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersects, get_srs
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import shapely
+    from shapely.geometry.base import BaseGeometry
+else:  # loaded on first use: they cost every server process ~14 MB
+    np = lazy_module("numpy")
+    shapely = lazy_module("shapely")
 
 # Straight edges are split into this many pieces (of the area's extent) before
 # reprojection, so that they bend the way the target SRS bends them.

@@ -123,6 +123,10 @@ class SRS:
         """
         if self.is_same_as(other):
             return bbox
+        # configs transform the same few extents (grids, coverages) over and over
+        return _transformed_bbox(self.code, other.code, tuple(bbox), with_points)
+
+    def _transform_bbox_to(self, other: SRS, bbox: BBox, with_points: int) -> BBox:
         area = other.valid_lonlat_bbox if self.is_latlong else None
         if area is not None and area[0] <= -180 and area[2] >= 180:
             bbox = bbox_intersection(bbox, area) or bbox
@@ -201,6 +205,11 @@ def _transformer(from_code: str, to_code: str) -> pyproj.Transformer:
         return pyproj.Transformer.from_crs(
             _ALIASES.get(from_code, from_code), _ALIASES.get(to_code, to_code), always_xy=True
         )
+
+
+@lru_cache(maxsize=4096)
+def _transformed_bbox(from_code: str, to_code: str, bbox: BBox, with_points: int) -> BBox:
+    return get_srs(from_code)._transform_bbox_to(get_srs(to_code), bbox, with_points)
 
 
 @lru_cache(maxsize=1024)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -17,6 +19,7 @@ from mapproxy.config import load_configuration
 from mapproxy.config.build import BuiltConfig, ConfigBuilder
 from mapproxy.errors import ConfigurationError
 from mapproxy.service.base import finish_headers, script_url
+from mapproxy.service.fast_tiles import TileFastPath
 from mapproxy.util.system import log_system_info
 
 log = logging.getLogger("mapproxy.wsgiapp")
@@ -64,9 +67,16 @@ class MapProxyApp:
 
             handlers["demo"] = DemoService(built)
         self.handlers = handlers
+        fast = TileFastPath(handlers, services.get("wmts_kvp"), self.cors_origin)
+        self.fast_tiles: TileFastPath | None = fast if fast.is_active else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         _apply_script_name_header(environ)
+        # Interceptors see every request, so they rule out the fast path.
+        if self.fast_tiles is not None and not _request_interceptors:
+            served = self.fast_tiles(environ, start_response)
+            if served is not None:
+                return served
         request = Request(environ)
         for interceptor in _request_interceptors:
             request = interceptor(request)
@@ -135,13 +145,27 @@ def build_app(
 ) -> MapProxyApp:
     """Load, validate and build ``config_file`` into a MapProxyApp."""
     log_system_info()
-    config = load_configuration(config_file, ignore_warnings=ignore_config_warnings)
-    if "demo" in config.services:
-        config_log.warning(
-            "the demo service is enabled: disable it in production (remove services.demo)"
-        )
-    built = ConfigBuilder(config).build()
-    return MapProxyApp(built, debug=debug)
+    with _gc_paused():
+        config = load_configuration(config_file, ignore_warnings=ignore_config_warnings)
+        if "demo" in config.services:
+            config_log.warning(
+                "the demo service is enabled: disable it in production (remove services.demo)"
+            )
+        built = ConfigBuilder(config).build()
+        return MapProxyApp(built, debug=debug)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building a large config allocates many
+    long-lived objects, and the collections they trigger find nothing to free."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class ReloaderApp:

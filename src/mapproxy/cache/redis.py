@@ -48,6 +48,7 @@ class RedisConnectionOptions:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_ca_certs: str | None = None
+    ssl: bool = False  # TLS without client certificates (``rediss://``)
     socket_timeout_seconds: float = 2.0
     connect_timeout_seconds: float = 2.0
     max_connections: int = 50
@@ -59,7 +60,7 @@ class RedisConnectionOptions:
     @property
     def use_ssl(self) -> bool:
         """True if any TLS option is set."""
-        return bool(self.ssl_certfile or self.ssl_keyfile or self.ssl_ca_certs)
+        return bool(self.ssl or self.ssl_certfile or self.ssl_keyfile or self.ssl_ca_certs)
 
     def _common_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -21,6 +21,10 @@ _REPLACED_LIST_KEYS = frozenset(
     {"bbox", "tile_size", "max_output_pixels", "sources", "grids", "res"}
 )
 
+# libyaml's parser is about ten times faster than PyYAML's pure-Python one (and is what
+# MapProxy uses, so syntax error messages read the same); the fallback keeps it optional.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _ENV_PATTERN = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -52,7 +56,7 @@ def load_yaml_file(path: str) -> dict[str, Any]:
 def load_yaml_text(text: str, source: str = "<string>") -> dict[str, Any]:
     """Parse YAML text into a dict (empty documents give ``{}``)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

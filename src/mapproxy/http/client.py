@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
+import socket
 import threading
 import time
 import urllib.request
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import (
     InsecureRequestWarning,
@@ -24,6 +27,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
+from urllib3.response import HTTPResponse as HTTPResponseBody
 from urllib3.util.retry import Retry
 
 import mapproxy
@@ -40,6 +44,47 @@ MAX_GET_QUERY_LENGTH = 4000
 USER_AGENT = f"MapProxy-{mapproxy.__version__}"
 
 _SLD_BODY = re.compile(r"(?:^|&)sld_body=", re.IGNORECASE)
+
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class _QuickAckConnection(HTTPConnection):
+    """Acknowledges the first segment of each response at once (Linux ``TCP_QUICKACK``).
+
+    On a kept-alive connection the kernel delays ACKs; a server that writes headers
+    and body in two sends with Nagle's algorithm on then holds the body until the
+    delayed ACK, about 40 ms per response. A new connection per request (as MapProxy
+    does) starts in quick-ACK mode; this keeps that for pooled connections.
+    """
+
+    def getresponse(self) -> HTTPResponseBody:  # type: ignore[override]
+        """Switch to quick ACKs, then read the response as urllib3 does."""
+        _quick_ack(self.sock)
+        return super().getresponse()
+
+
+class _QuickAckHTTPSConnection(HTTPSConnection):
+    """``_QuickAckConnection`` for TLS."""
+
+    def getresponse(self) -> HTTPResponseBody:  # type: ignore[override]
+        """Switch to quick ACKs, then read the response as urllib3 does."""
+        _quick_ack(self.sock)
+        return super().getresponse()
+
+
+def _quick_ack(sock: socket.socket | None) -> None:
+    if sock is not None and _TCP_QUICKACK is not None:
+        with contextlib.suppress(OSError):  # e.g. a non-TCP socket in tests
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _QuickAckConnection
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _QuickAckHTTPSConnection
+
 
 _pool_managers: dict[tuple[str | None, bool], urllib3.PoolManager] = {}
 _pool_managers_lock = threading.Lock()
@@ -61,6 +106,10 @@ def _pool_manager(ssl_ca_certs: str | None, ssl_no_cert_checks: bool) -> urllib3
                 if ssl_ca_certs:
                     options["ca_certs"] = ssl_ca_certs
             manager = urllib3.PoolManager(num_pools=64, maxsize=16, block=False, **options)
+            manager.pool_classes_by_scheme = {
+                "http": _HTTPConnectionPool,
+                "https": _HTTPSConnectionPool,
+            }
             _pool_managers[key] = manager
         return manager
 

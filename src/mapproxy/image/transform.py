@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from statistics import median
 
@@ -11,6 +11,8 @@ import pyproj
 from PIL import Image
 
 from mapproxy.errors import TransformationError
+from mapproxy.image.result import ImageResult
+from mapproxy.image.tile import assemble_tiles
 from mapproxy.srs import SRS, BBox, Point
 
 RESAMPLING_FILTERS = {
@@ -68,6 +70,35 @@ def transform_image(
     if src_srs.is_same_as(dst_srs):
         return _scale_image(image, src_bbox, dst_bbox, dst_size, resample)
     return _reproject_image(image, src_bbox, src_srs, dst_bbox, dst_size, dst_srs, resample)
+
+
+def transform_tiles(
+    tiles: Sequence[ImageResult | None],
+    grid_size: tuple[int, int],
+    tile_size: tuple[int, int],
+    src_bbox: BBox,
+    src_srs: SRS,
+    dst_bbox: BBox,
+    dst_size: tuple[int, int],
+    dst_srs: SRS,
+    resampling: str = "bicubic",
+) -> Image.Image:
+    """Assemble ``tiles`` (row-major, None = empty) and fit them to ``dst_bbox``/``dst_size``.
+
+    Like `assemble_tiles` (transparent) followed by `transform_image`; reprojections use
+    one OpenCV remap when possible (see `mapproxy.image.warp`), else the Pillow mesh.
+    """
+    if not src_srs.is_same_as(dst_srs):
+        # numpy/OpenCV cost each server process ~50 MB: load them on the first reprojection
+        from mapproxy.image.warp import warp_tiles
+
+        warped = warp_tiles(
+            tiles, grid_size, tile_size, src_bbox, src_srs, dst_bbox, dst_size, dst_srs, resampling
+        )
+        if warped is not None:
+            return warped
+    image = assemble_tiles(tiles, grid_size, tile_size, transparent=True)
+    return transform_image(image, src_bbox, src_srs, dst_bbox, dst_size, dst_srs, resampling)
 
 
 def _transformable(image: Image.Image) -> Image.Image:

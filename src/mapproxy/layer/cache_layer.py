@@ -11,8 +11,7 @@ from mapproxy.grid.tile_grid import TileCoord, TileGrid
 from mapproxy.image.blank import blank_image
 from mapproxy.image.options import ImageOptions
 from mapproxy.image.result import ImageResult
-from mapproxy.image.tile import assemble_tiles
-from mapproxy.image.transform import transform_image
+from mapproxy.image.transform import transform_tiles
 from mapproxy.layer.base import ResolutionRange
 from mapproxy.source.base import MapExtent, MapQuery, MapSource
 from mapproxy.source.coverage import get_covered_map, source_coverage
@@ -180,15 +179,10 @@ class CacheMapLayer:
             single.cacheable = cacheable
             return single
 
-        image = assemble_tiles(
+        result_image = transform_tiles(
             tile_results,
             affected.grid_size,
             grid.tile_size,
-            transparent=True,
-            bgcolor=self.image_options.bgcolor,
-        )
-        result_image = transform_image(
-            image,
             affected.bbox,
             grid.srs,
             query.bbox,

@@ -11,11 +11,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import shapely
-from shapely.errors import GEOSException
-from shapely.geometry.base import BaseGeometry
+from typing import TYPE_CHECKING, Any
 
 from mapproxy.coverage import (
     CLIP_ALL,
@@ -28,6 +24,13 @@ from mapproxy.coverage import (
     polygonal,
 )
 from mapproxy.srs import SRS, BBox, UnknownSRS, get_srs
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import shapely
+    from shapely.geometry.base import BaseGeometry
+else:  # loaded on first use: shapely and numpy cost ~14 MB
+    shapely = lazy_module("shapely")
 
 __all__ = [
     "CLIP_ALL",
@@ -80,7 +83,7 @@ def parse_limited_to(value: Any) -> LimitArea:
         raise InvalidLimit("limited_to needs an srs")
     key = _cache_key(geometry, srs_code)
     cached = _PARSED.get(key)
-    if cached is not None and (not isinstance(geometry, BaseGeometry) or cached[0] is geometry):
+    if cached is not None and (not isinstance(geometry, shapely.Geometry) or cached[0] is geometry):
         return cached[1]
     try:
         srs = get_srs(srs_code)
@@ -103,7 +106,7 @@ def clip_for(areas: Sequence[LimitArea], bbox: BBox, size: tuple[int, int], srs:
 
 
 def _parse_geometry(geometry: Any) -> BaseGeometry:
-    if isinstance(geometry, BaseGeometry):
+    if isinstance(geometry, shapely.Geometry):
         return _polygonal(geometry)
     if isinstance(geometry, str):
         return _polygonal(_parse_wkt(geometry))
@@ -125,7 +128,7 @@ def _parse_geometry(geometry: Any) -> BaseGeometry:
 def _parse_wkt(text: str) -> BaseGeometry:
     try:
         return shapely.from_wkt(text)
-    except GEOSException:
+    except shapely.errors.GEOSException:
         pass
     # Several geometries, one per line.
     parts: list[BaseGeometry] = []
@@ -134,7 +137,7 @@ def _parse_wkt(text: str) -> BaseGeometry:
             continue
         try:
             parts.append(shapely.from_wkt(line))
-        except GEOSException as error:
+        except shapely.errors.GEOSException as error:
             raise InvalidLimit(f"limited_to: invalid WKT: {error}") from error
     if not parts:
         raise InvalidLimit("limited_to: empty WKT")

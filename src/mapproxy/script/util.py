@@ -60,6 +60,10 @@ COMMANDS: dict[str, Command] = {
         "mapproxy.script.gridconf:gridconf_command",
         "Export OGC API TileMatrixSet as MapProxy grid configuration.",
     ),
+    "nginx-config": Command(
+        "mapproxy.script.nginx:nginx_config_command",
+        "Create an nginx config serving cached tiles from file caches.",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Protocol
@@ -169,9 +170,12 @@ def ows_exception_report(
     )
 
 
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _xml_safe(text: str) -> str:
     """Drop characters XML 1.0 cannot carry (NUL and other control characters)."""
-    return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
+    return _XML_UNSAFE.sub("", text)
 
 
 xml_safe = _xml_safe
@@ -203,7 +207,12 @@ def tile_response(
         "Last-modified": formatdate(timestamp, usegmt=True),
         "Cache-control": f"public, max-age={max_age_seconds}, s-maxage={max_age_seconds}",
     }
-    if _not_modified(request, etag, timestamp):
+    if not_modified(
+        request.headers.get("If-None-Match"),
+        request.headers.get("If-Modified-Since"),
+        etag,
+        timestamp,
+    ):
         response = Response(status=304)
         response.headers.remove("Content-Type")
         for key, value in headers.items():
@@ -215,13 +224,14 @@ def tile_response(
     return response
 
 
-def _not_modified(request: Request, etag: str, timestamp: float) -> bool:
-    if_none_match = request.headers.get("If-None-Match")
+def not_modified(
+    if_none_match: str | None, if_modified_since: str | None, etag: str, timestamp: float
+) -> bool:
+    """True if the conditional request headers match the tile (answer 304)."""
     if if_none_match is not None:
         candidates = [value.strip() for value in if_none_match.split(",")]
         normalized = {value.removeprefix("W/").strip('"') for value in candidates}
         return etag in normalized or "*" in normalized
-    if_modified_since = request.headers.get("If-Modified-Since")
     if if_modified_since:
         try:
             since = parsedate_to_datetime(if_modified_since).timestamp()

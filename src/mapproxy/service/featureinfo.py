@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-
-import shapely
+from typing import TYPE_CHECKING
 
 from mapproxy.layer.limit import LimitArea
 from mapproxy.source.featureinfo import FeatureInfoDoc, FeatureInfoQuery, InfoSource
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import shapely
+else:  # loaded on first use: shapely and numpy cost ~14 MB
+    shapely = lazy_module("shapely")
 
 
 def point_in(point: shapely.Point, areas: Sequence[LimitArea], query: FeatureInfoQuery) -> bool:

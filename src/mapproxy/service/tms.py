@@ -145,11 +145,16 @@ class TileService:
         self.max_tile_age_seconds = max_tile_age_seconds
         self._separator = "/" if use_grid_names else "_"
         self._tile_sets: dict[str, TileSet] = {}
+        levels_by_grid: dict[int, _GridLevels] = {}  # many layers share a grid
         for layer in layers:
             grid_part = layer.grid_name if use_grid_names else layer.grid.srs.srs_code_no_colon
             key = f"{layer.name}{self._separator}{grid_part}"
             # Like a dict update: the last layer wins, the listing keeps the first slot.
-            self._tile_sets[key] = _build_tile_set(layer, f"{layer.name}/{grid_part}")
+            grid_levels = levels_by_grid.get(id(layer.grid))
+            if grid_levels is None:
+                grid_levels = levels_by_grid[id(layer.grid)] = _grid_levels(layer.grid)
+            path = f"{layer.name}/{grid_part}"
+            self._tile_sets[key] = _build_tile_set(layer, path, grid_levels)
         self._root_template = _root_document(md)
         self._capabilities_template = _capabilities_document(md, self._tile_sets.values())
 
@@ -167,7 +172,7 @@ class TileService:
         if match is None:
             return _text_error(f"invalid request ({path})", 404)
         layer_part, grid_part, z, x, y, ext = match.groups()
-        tile_set = self._lookup(layer_part, grid_part)
+        tile_set = self.lookup(layer_part, grid_part)
         if tile_set is None:
             return _text_error(f"unknown layer: {layer_part}", 404)
         if ext != tile_set.extension:
@@ -191,7 +196,7 @@ class TileService:
         match = _TMS_TILE_RE.match(path)
         if match is not None:
             layer_part, grid_part, z, x, y, ext = match.groups()
-            tile_set = self._lookup(layer_part, grid_part)
+            tile_set = self.lookup(layer_part, grid_part)
             if tile_set is None:
                 return _xml_error(f"unknown layer: {layer_part}", 404)
             if ext != tile_set.extension:
@@ -214,14 +219,19 @@ class TileService:
         match = _TMS_MAP_RE.match(path)
         if match is not None:
             layer_part, grid_part = match.groups()
-            tile_set = self._lookup(layer_part, grid_part)
+            tile_set = self.lookup(layer_part, grid_part)
             if tile_set is None:
                 return _xml_error(f"unknown layer: {layer_part}", 404)
             href_path = layer_part if grid_part is None else f"{layer_part}/{grid_part}"
             return self._tile_map(request, tile_set, href_path)
         return _xml_error(f"invalid request ({path})", 404)
 
-    def _lookup(self, layer_part: str, grid_part: str | None) -> TileSet | None:
+    def tile_sets(self) -> list[TileSet]:
+        """The published tile sets (one per layer and grid)."""
+        return list(self._tile_sets.values())
+
+    def lookup(self, layer_part: str, grid_part: str | None) -> TileSet | None:
+        """The tile set for a URL's layer (and grid) part, or None."""
         tile_sets = self._tile_sets
         if grid_part is not None:
             return tile_sets.get(f"{layer_part}{self._separator}{grid_part}")
@@ -357,10 +367,29 @@ def _srs_name(grid: TileGrid) -> str:
     return "OSGEO:41001" if grid.tms_profile == "global-mercator" else grid.srs.code
 
 
-def _build_tile_set(layer: TileLayer, path: str) -> TileSet:
+@dataclass(frozen=True, slots=True)
+class _GridLevels:
+    """The per-grid parts of a tile set: published levels and resolutions."""
+
+    tile_levels: tuple[int, ...]
+    tms_levels: tuple[int, ...]
+    tile_set_entries: tuple[tuple[int, str], ...]
+
+
+def _grid_levels(grid: TileGrid) -> _GridLevels:
+    levels = tms_levels(grid)
+    return _GridLevels(
+        tile_levels=tile_levels(grid),
+        tms_levels=levels,
+        tile_set_entries=tuple(
+            (order, format_number(grid.resolution(level))) for order, level in enumerate(levels)
+        ),
+    )
+
+
+def _build_tile_set(layer: TileLayer, path: str, grid_levels: _GridLevels) -> TileSet:
     grid = layer.grid
     profile = grid.tms_profile
-    levels = tms_levels(grid)
     try:
         bbox = layer.extent.bbox_for(grid.srs)
     except MapProxyError:
@@ -396,15 +425,13 @@ def _build_tile_set(layer: TileLayer, path: str) -> TileSet:
             if layer.dimensions
             else layer.load_tile
         ),
-        grid_sizes=tuple(grid.grid_size(level) for level in range(grid.levels)),
+        grid_sizes=grid.grid_sizes,
         is_sw=grid.origin == "sw",
-        tile_levels=tile_levels(grid),
-        tms_levels=levels,
+        tile_levels=grid_levels.tile_levels,
+        tms_levels=grid_levels.tms_levels,
         tile_map_service_entry=entry,
         tile_map_head=head,
-        tile_set_entries=tuple(
-            (order, format_number(grid.resolution(level))) for order, level in enumerate(levels)
-        ),
+        tile_set_entries=grid_levels.tile_set_entries,
     )
 
 

@@ -9,7 +9,6 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, unquote_plus
 
-import numpy as np
 from PIL import Image
 
 from mapproxy.errors import SourceError
@@ -338,6 +337,8 @@ class WMSSource:
         )
 
     def _make_color_transparent(self, result: ImageResult, format: str) -> ImageResult:
+        import numpy as np  # only here: numpy costs every server process ~11 MB
+
         assert self.transparent_color is not None
         image = result.as_image().convert("RGBA")
         pixels = np.asarray(image).copy()

@@ -17,7 +17,9 @@ import random
 import threading
 import time
 from collections.abc import Hashable
+from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any, Protocol
 
 from mapproxy.errors import LockTimeout
 from mapproxy.grid.tile_grid import TileCoord
@@ -277,6 +279,16 @@ def cleanup_stale_locks(lock_dir: str, max_age_seconds: float) -> int:
             except OSError as error:
                 log.warning("could not remove stale lock %s: %s", entry.path, error)
     return removed
+
+
+class TileLocking(Protocol):
+    """What a tile manager needs from a locker (file, in-process or Redis locks)."""
+
+    timeout_seconds: float
+
+    def lock(self, cache_id: str, coord: TileCoord) -> AbstractContextManager[Any]:
+        """An (unacquired) lock for ``coord`` of cache ``cache_id``; a context manager."""
+        ...
 
 
 class TileLocker:

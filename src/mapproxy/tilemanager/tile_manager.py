@@ -33,7 +33,7 @@ from mapproxy.source.base import MapExtent, MapQuery, MapSource
 from mapproxy.source.coverage import clip_result, source_coverage
 from mapproxy.source.on_error import StaleAuthorizingResult
 from mapproxy.srs import BBox, bbox_intersects
-from mapproxy.tilemanager.locking import LocalTileLocker, TileLocker
+from mapproxy.tilemanager.locking import LocalTileLocker, TileLocking
 
 if TYPE_CHECKING:
     from mapproxy.grid import MetaGrid, TileGrid
@@ -108,7 +108,7 @@ class TileManager:
         image_options: ImageOptions,
         request_format: str | None = None,
         meta_grid: MetaGrid | None = None,
-        locker: TileLocker | LocalTileLocker | None = None,
+        locker: TileLocking | None = None,
         identifier: str = "",
         disable_storage: bool = False,
         concurrent_tile_creators: int = 2,

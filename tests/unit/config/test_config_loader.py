@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mapproxy.config import loader
 from mapproxy.config.loader import expand_env, load_configuration_files, merge_dicts
 from mapproxy.errors import ConfigurationError
 
@@ -110,6 +112,41 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path):
         load_configuration_files(str(path))
     assert "bad.yaml" in str(info.value)
     assert "line 2" in str(info.value)
+
+
+def test_libyaml_parser_is_used_when_available():
+    assert loader._SafeLoader is yaml.CSafeLoader
+
+
+@pytest.mark.parametrize("parser", ["CSafeLoader", "SafeLoader"])
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("services:\n  wms:\nlayers: [a, b\nx: 1\n", "line 4, column 2"),
+        ("services:\n  wms: 1\n   tms: 2\n", "line 3, column 7"),
+        ("a: 1\nb: *missing\n", "line 2, column 4"),
+    ],
+)
+def test_yaml_errors_give_line_and_column_with_either_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str, text: str, position: str
+):
+    monkeypatch.setattr(loader, "_SafeLoader", getattr(yaml, parser))
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as info:
+        load_configuration_files(str(path))
+    assert str(info.value).startswith(f"{path}: invalid YAML ({position}): ")
+
+
+@pytest.mark.parametrize("parser", ["CSafeLoader", "SafeLoader"])
+def test_both_parsers_read_the_same_values(monkeypatch: pytest.MonkeyPatch, parser: str):
+    monkeypatch.setattr(loader, "_SafeLoader", getattr(yaml, parser))
+    text = "a: [1, 2.5, '3', yes, null, 0o17, 017, 1_000]\nb: {c: 2020-01-01, d: .inf}\n"
+    data = loader.load_yaml_text(text)
+    assert data["a"] == [1, 2.5, "3", True, None, "0o17", 15, 1000]
+    assert str(data["b"]["c"]) == "2020-01-01" and data["b"]["d"] == float("inf")
+    with pytest.raises(ConfigurationError, match="python/object"):
+        loader.load_yaml_text("a: !!python/object:os.system {}\n")
 
 
 def test_missing_file_is_a_configuration_error(tmp_path: Path):

@@ -3,8 +3,11 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -236,3 +239,51 @@ def test_chunked_response_has_no_size(
     assert response.body == b"abcdef"
     (line,) = request_log_lines(caplog)
     assert re.fullmatch(rf"GET {re.escape(upstream.url)}/chunked 200 - \d+", line), line
+
+
+class _NagleHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive; headers and body leave in two sends with Nagle's algorithm on."""
+
+    protocol_version = "HTTP/1.1"
+    body = b"x" * 20000
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()  # the first send
+        self.wfile.write(self.body)  # held back by Nagle until the headers are acknowledged
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _CountingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    connections = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="Linux TCP_QUICKACK")
+def test_keep_alive_responses_are_not_delayed_by_nagle_and_delayed_acks() -> None:
+    server = _CountingServer(("127.0.0.1", 0), _NagleHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tile"
+        client = HTTPClient(timeout_seconds=5)
+        durations = []
+        for _ in range(12):
+            started = time.perf_counter()
+            assert client.open(url).body == _NagleHandler.body
+            durations.append(time.perf_counter() - started)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.connections == 1  # one pooled connection for all requests
+    # With delayed ACKs every response after the first few waits >= 40 ms.
+    later = sorted(durations[4:])
+    assert later[len(later) // 2] < 0.025, durations

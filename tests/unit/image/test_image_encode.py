@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 
 import pytest
 from PIL import Image
@@ -182,3 +183,33 @@ def test_image_result_as_bytes_encodes_with_options():
     result = ImageResult(Image.new("RGB", (8, 8), (255, 0, 0)))
     data = result.as_bytes(ImageOptions(format="image/jpeg"))
     assert detect_format(data) == "image/jpeg"
+
+
+def gradient(size: tuple[int, int] = (256, 256)) -> Image.Image:
+    """An RGB image with far more than 256 colours."""
+    width, height = size
+    image = Image.new("RGB", size)
+    image.putdata([(x, y, (x * y) % 256) for y in range(height) for x in range(width)])
+    return image
+
+
+def test_png_is_written_with_mapproxy_fast_zlib_settings():
+    # MapProxy 7 writes PNG tiles with zlib level 1 and run-length matching
+    image = gradient()
+    data = encode_image(image, ImageOptions())
+    expected = io.BytesIO()
+    quantized = image.quantize(256, method=Image.Quantize.FASTOCTREE)
+    quantized.save(expected, "PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    assert data == expected.getvalue()
+    rgb = gradient((64, 64))
+    expected = io.BytesIO()
+    rgb.save(expected, "PNG", compress_level=1, compress_type=zlib.Z_RLE)
+    assert encode_image(rgb, ImageOptions(paletted=False)) == expected.getvalue()
+
+
+def test_many_colour_tile_keeps_the_quantized_pixels():
+    image = gradient()
+    decoded = decode(encode_image(image, ImageOptions()))
+    assert decoded.mode == "P"
+    expected = image.quantize(256, method=Image.Quantize.FASTOCTREE).convert("RGB")
+    assert decoded.convert("RGB").tobytes() == expected.tobytes()

@@ -15,6 +15,7 @@ from mapproxy.config.build.images import build_image_options
 from mapproxy.config.build.locks import lock_timeout
 from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.build.sources import SourceBuilder
+from mapproxy.config.build.tile_locking import TileLockerBuilder
 from mapproxy.config.build.tile_options import tile_pipeline_options
 from mapproxy.config.models.caches import BackendCommonConfig, CacheConfig, FileBackendConfig
 from mapproxy.config.validate import ProxyConfig, source_name
@@ -78,6 +79,7 @@ class CacheBuilder:
         self._sources = sources
         self._paths = paths
         self._storage = CacheStorageBuilder(paths, config.globals.cache)
+        self._lockers = TileLockerBuilder(config.globals.cache.locking, paths)
         self._font_path = self._watermark_font(config)
         self._building: list[str] = []
         self.built: dict[str, BuiltCache] = {}
@@ -315,13 +317,16 @@ class CacheBuilder:
         coverage: Coverage | None = None,
     ) -> TileManager:
         """The tile manager of cache ``name`` for ``grid``: store, lock, meta tiles."""
-        from mapproxy.tilemanager.locking import TileLocker
         from mapproxy.tilemanager.tile_manager import TileManager
 
         globals_cache = self._globals.cache
         cache_store = self._storage.backend(name, conf, backend, grid, image_options)
-        tile_lock_dir = self._storage.tile_lock_dir(conf, backend)
-        locker = TileLocker(tile_lock_dir, lock_timeout(self._globals, conf.lock_timeout))
+        locker = self._lockers.locker(
+            name,
+            conf,
+            self._storage.tile_lock_dir(conf, backend),
+            lock_timeout(self._globals, conf.lock_timeout),
+        )
         meta_size = conf.meta_size or globals_cache.meta_size
         meta_buffer = (
             conf.meta_buffer if conf.meta_buffer is not None else globals_cache.meta_buffer

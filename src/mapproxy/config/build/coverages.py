@@ -7,12 +7,9 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import shapely
 from pydantic import ValidationError
-from shapely.errors import GEOSException
-from shapely.geometry.base import BaseGeometry
 
 from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.models.common import BBoxValue, CoverageConfig
@@ -29,6 +26,13 @@ from mapproxy.coverage import (
 )
 from mapproxy.errors import ConfigurationError
 from mapproxy.srs import SRS, BBox, UnknownSRS, get_srs
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import shapely
+    from shapely.geometry.base import BaseGeometry
+else:  # loaded with the first coverage: shapely and numpy cost ~14 MB
+    shapely = lazy_module("shapely")
 
 log = logging.getLogger("mapproxy.config")
 
@@ -186,7 +190,7 @@ def _read_wkt(filename: str, path: str, text: str | None = None) -> BaseGeometry
             continue
         try:
             geometry = shapely.from_wkt(line)
-        except GEOSException as error:
+        except shapely.errors.GEOSException as error:
             raise ConfigurationError(
                 f"{path}: invalid WKT in {filename} line {number}: {error}"
             ) from None
@@ -222,7 +226,7 @@ def _read_geojson(text: str, filename: str, path: str) -> tuple[BaseGeometry, SR
                     filename,
                 )
             polygons.extend(found)
-    except (KeyError, TypeError, ValueError, AttributeError, GEOSException) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as error:
         raise ConfigurationError(f"{path}: invalid GeoJSON in {filename}: {error}") from None
     if not polygons:
         raise ConfigurationError(f"{path}: no polygons in {filename}")

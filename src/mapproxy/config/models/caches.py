@@ -11,6 +11,7 @@ from mapproxy.config.models.common import (
     Number,
     TimeSpecConfig,
 )
+from mapproxy.config.models.locking import LockingConfig
 
 
 class BackendCommonConfig(ConfigModel):
@@ -150,5 +151,6 @@ class CacheConfig(ConfigModel):
     cache_rescaled_tiles: bool | None = None
     tile_lock_dir: str | None = None
     lock_timeout: Number | None = None  # seconds; default: globals.cache.lock_timeout
+    locking: LockingConfig | None = None  # extension; replaces globals.cache.locking
     coverage: CoverageConfig | None = None
     wms_source: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ from mapproxy.config.models.common import (
     ImageOptionsConfig,
     Number,
 )
+from mapproxy.config.models.locking import LockingConfig
 
 
 class CacheGlobalsConfig(ConfigModel):
@@ -29,7 +30,7 @@ class CacheGlobalsConfig(ConfigModel):
     sqlite_timeout: Number = 30
     s3: dict[str, Any] | None = None
     azureblob: dict[str, Any] | None = None
-    locking: dict[str, Any] | None = None
+    locking: LockingConfig = LockingConfig()  # extension: tile locks in Redis
 
 
 class ImageGlobalsConfig(ConfigModel):

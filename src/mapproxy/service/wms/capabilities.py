@@ -1,12 +1,14 @@
 """WMS capabilities documents (1.0.0, 1.1.0, 1.1.1, 1.3.0), built once per service.
 
 Everything except the request URL is fixed at service creation, so each version is
-rendered once into parts around a URL marker; a request only joins the parts.
+rendered once, on its first request (large configs start faster), into a text with URL
+markers; a request only replaces the markers.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,14 +133,38 @@ class CapabilitiesDocuments:
         self.max_output_pixels = max_output_pixels
         self.featureinfo_types = list(featureinfo_types)
         self._bbox_srs = self._bbox_srs_entries(bbox_srs)
-        self._layer_bboxes: dict[int, LayerBBoxes] = {}
-        self._collect_bboxes(root)
+        self._versions = frozenset(versions)
+        # extents and documents are computed on first use (under the lock, once)
+        self._lock = threading.RLock()
+        self._computed_bboxes: dict[int, LayerBBoxes] | None = None
         self._documents: dict[tuple[str, bool], str] = {}
-        for version in versions:
-            self._documents[(version, False)] = _without_blank_lines(self._build(version))
-            if version in _WMSC_VERSIONS:
-                tiled_document = self._build(version, tiled=True)
-                self._documents[(version, True)] = _without_blank_lines(tiled_document)
+
+    @property
+    def _layer_bboxes(self) -> dict[int, LayerBBoxes]:
+        """Extents of every layer by ``id``, computed on first use."""
+        computed = self._computed_bboxes
+        if computed is None:
+            with self._lock:
+                computed = self._computed_bboxes
+                if computed is None:
+                    computed = {}
+                    self._collect_bboxes(self.root, computed)
+                    self._computed_bboxes = computed
+        return computed
+
+    def _document(self, version: str, tiled: bool) -> str:
+        """The prebuilt document of ``version`` (with URL markers), built on first use."""
+        key = (version, tiled)
+        document = self._documents.get(key)
+        if document is None:
+            if version not in self._versions:
+                raise KeyError(version)
+            with self._lock:
+                document = self._documents.get(key)
+                if document is None:
+                    document = _without_blank_lines(self._build(version, tiled=tiled))
+                    self._documents[key] = document
+        return document
 
     def render(
         self,
@@ -156,7 +182,7 @@ class CapabilitiesDocuments:
         """
         tiled = tiled and version in _WMSC_VERSIONS
         if view is None:
-            document = self._documents[(version, tiled)]
+            document = self._document(version, tiled)
         else:
             document = _without_blank_lines(self._build(version, view, tiled))
         quoted = escape(xml_safe(url)).replace('"', "&quot;")
@@ -247,10 +273,10 @@ class CapabilitiesDocuments:
                 entries.append((srs, forced))
         return entries
 
-    def _collect_bboxes(self, layer: WMSLayer) -> None:
-        self._layer_bboxes[id(layer)] = self._layer_bbox_info(layer)
+    def _collect_bboxes(self, layer: WMSLayer, into: dict[int, LayerBBoxes]) -> None:
+        into[id(layer)] = self._layer_bbox_info(layer)
         for child in layer.children:
-            self._collect_bboxes(child)
+            self._collect_bboxes(child, into)
 
     def _layer_bbox_info(self, layer: WMSLayer) -> LayerBBoxes:
         extent = layer.extent

@@ -6,9 +6,8 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import shapely
 from werkzeug.wrappers import Response
 
 from mapproxy.errors import MapProxyError
@@ -26,6 +25,12 @@ from mapproxy.source.featureinfo import (
     merge_docs,
     reserialized,
 )
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import shapely
+else:  # loaded on first use: shapely and numpy cost ~14 MB
+    shapely = lazy_module("shapely")
 
 log = logging.getLogger("mapproxy.service.wms")
 

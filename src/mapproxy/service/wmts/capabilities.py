@@ -1,8 +1,9 @@
-"""WMTS 1.0.0 capabilities documents, prebuilt once per service."""
+"""WMTS 1.0.0 capabilities documents, prebuilt once per service (on the first request)."""
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,8 @@ class CapabilitiesTemplate:
     """A capabilities document with placeholders for the public URLs.
 
     ``rest_template`` (relative to ``/wmts``, with ``{Layer}``/``{Format}`` still in
-    it) selects the RESTful flavour: ResourceURLs and a ServiceMetadataURL.
+    it) selects the RESTful flavour: ResourceURLs and a ServiceMetadataURL. The parts
+    are built on the first ``render`` (large configs start faster).
     """
 
     def __init__(
@@ -49,9 +51,34 @@ class CapabilitiesTemplate:
         featureinfo_template: str | None = None,
         legend_wms_version: str | None = None,
     ) -> None:
-        featureinfo = _FeatureInfoParts(
+        self._md = md
+        self._layers = layers
+        self._rest_template = rest_template
+        self._featureinfo = _FeatureInfoParts(
             info_formats, featureinfo_template if rest_template is not None else None
         )
+        self._legend_wms_version = legend_wms_version
+        self._lock = threading.Lock()
+        self._template: str | None = None
+        self._head = ""
+        self._layer_parts: list[tuple[str, str]] = []
+        self._tail = ""
+
+    @property
+    def template(self) -> str:
+        """The document of all layers, with placeholders (built on first use)."""
+        template = self._template
+        if template is None:
+            with self._lock:
+                template = self._template
+                if template is None:
+                    self._build()
+                    template = self._template = self._document(None)
+        return template
+
+    def _build(self) -> None:
+        md, layers, rest_template = self._md, self._layers, self._rest_template
+        featureinfo, legend_wms_version = self._featureinfo, self._legend_wms_version
         encoding = "KVP" if rest_template is None else "RESTful"
         self._head = "".join(
             [
@@ -75,7 +102,6 @@ class CapabilitiesTemplate:
             )
         tail.append("</Capabilities>")
         self._tail = "".join(tail)
-        self.template = self._document(None)
 
     def _document(self, permitted: Container[str] | None) -> str:
         layers = "".join(
@@ -90,7 +116,9 @@ class CapabilitiesTemplate:
 
         ``permitted`` limits the listed layers (authorization); None lists all.
         """
-        template = self.template if permitted is None else self._document(permitted)
+        template = self.template  # builds the parts on first use
+        if permitted is not None:
+            template = self._document(permitted)
         return template.replace(SERVICE_URL, _attr(service_url)).replace(BASE_URL, _attr(base_url))
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import shapely
 from werkzeug.wrappers import Response
 
 from mapproxy.errors import MapProxyError
@@ -17,6 +16,12 @@ from mapproxy.service.featureinfo import point_in, query_sources
 from mapproxy.service.wmts.tile_sets import WMTSError, WMTSTileSet
 from mapproxy.source.featureinfo import FeatureInfoQuery, info_type, merge_docs
 from mapproxy.srs import BBox
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import shapely
+else:  # loaded on first use: shapely and numpy cost ~14 MB
+    shapely = lazy_module("shapely")
 
 log = logging.getLogger("mapproxy.service.wmts")
 

@@ -204,7 +204,7 @@ def collect_layers(layers: Sequence[TileLayer]) -> WMTSLayers:
             extension=layer.extension,
             mimetype=layer.format.split(";", 1)[0].strip(),
             load_tile=layer.load_tile,
-            grid_sizes=tuple(grid.grid_size(level) for level in range(grid.levels)),
+            grid_sizes=grid.grid_sizes,
             is_sw=grid.origin == "sw",
         )
     return result
