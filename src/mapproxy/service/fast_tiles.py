@@ -26,7 +26,12 @@ from mapproxy.service.authorize import AUTHORIZE_KEY
 from mapproxy.service.base import not_modified
 from mapproxy.service.decorate import DECORATE_IMG_KEY
 from mapproxy.service.tms import TileService
-from mapproxy.service.wmts.service import DEFAULT_TEMPLATE, WMTSRestService, WMTSService
+from mapproxy.service.wmts.service import (
+    DEFAULT_TEMPLATE,
+    TILE_PARAMS,
+    WMTSRestService,
+    WMTSService,
+)
 from mapproxy.service.wmts.tile_sets import request_extension
 from mapproxy.tilemanager.tile_manager import TileManager
 
@@ -36,16 +41,6 @@ _OK = "200 OK"
 _NOT_MODIFIED = "304 NOT MODIFIED"  # werkzeug's reason phrase
 # Longer indices are outside every grid; the general path answers those.
 _MAX_INDEX_DIGITS = 9
-_KVP_TILE_PARAMS = (
-    "layer",
-    "style",
-    "tilematrixset",
-    "tilematrix",
-    "tilerow",
-    "tilecol",
-    "format",
-    "version",
-)
 _HTTP_DATES_MAX = 4096
 
 
@@ -216,7 +211,7 @@ class TileFastPath:
             return None
         if params.get("request", "").lower() != "gettile":
             return None
-        for name in _KVP_TILE_PARAMS:
+        for name in TILE_PARAMS:
             if name not in params:
                 return None
         tile_set = self._wmts_kvp.get((params["layer"], params["tilematrixset"]))

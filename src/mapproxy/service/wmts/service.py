@@ -47,7 +47,7 @@ DEFAULT_FEATUREINFO_TEMPLATE = (
 CAPABILITIES_PATH = "/wmts/1.0.0/WMTSCapabilities.xml"
 
 # Parameter order of the reference's "missing parameters" message.
-_TILE_PARAMS = (
+TILE_PARAMS = (
     "version",
     "layer",
     "style",
@@ -57,7 +57,7 @@ _TILE_PARAMS = (
     "tilecol",
     "format",
 )
-_FEATUREINFO_PARAMS = (*_TILE_PARAMS, "infoformat", "i", "j")
+_FEATUREINFO_PARAMS = (*TILE_PARAMS, "infoformat", "i", "j")
 
 
 class WMTSService:
@@ -99,7 +99,7 @@ class WMTSService:
             return exception_response(error)
 
     def _get_tile(self, request: Request, params: dict[str, str]) -> Response:
-        _check_params(params, _TILE_PARAMS)
+        _check_params(params, TILE_PARAMS)
         tile_set = self.layers.lookup(params["layer"], params["tilematrixset"])
         requested = request_extension(params["format"])
         if requested and requested != tile_set.extension:
