@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from mapproxy.config.build.paths import ConfigPaths
+from mapproxy.config.build.redis_connection import redis_connection_options
 from mapproxy.config.models.caches import (
     BackendCommonConfig,
     CacheConfig,
@@ -225,34 +226,25 @@ class CacheStorageBuilder:
             cls = CACHE_CLASSES.get("redis")
         except ConfigurationError as exc:
             raise ConfigurationError(f"{path}.type: {exc}") from None
-        if backend.sentinels and backend.cluster:
-            raise ConfigurationError(f"{path}.sentinels: cannot be combined with cluster: true")
-        if backend.startup_nodes and not backend.cluster:
-            raise ConfigurationError(f"{path}.startup_nodes: needs cluster: true")
-        if backend.cluster and backend.db:
-            raise ConfigurationError(f"{path}.db: Redis Cluster only has db 0")
-        timeout = float(backend.socket_timeout) if backend.socket_timeout is not None else 2.0
-        ssl_files = {
-            key: self._paths.path(value) if value else None
-            for key, value in (
-                ("ssl_certfile", backend.ssl_certfile),
-                ("ssl_keyfile", backend.ssl_keyfile),
-                ("ssl_ca_certs", backend.ssl_ca_certs),
-            )
-        }
-        options = import_object("mapproxy.cache.redis:RedisConnectionOptions")(
+        options = redis_connection_options(
+            self._paths,
+            path,
             host=backend.host,
             port=backend.port,
             db=backend.db,
+            db_key="db",
             username=backend.username,
             password=backend.password,
-            socket_timeout_seconds=timeout,
-            connect_timeout_seconds=timeout,
-            sentinels=tuple(tuple(node) for node in backend.sentinels or ()),
+            timeout_seconds=(
+                float(backend.socket_timeout) if backend.socket_timeout is not None else 2.0
+            ),
+            ssl_certfile=backend.ssl_certfile,
+            ssl_keyfile=backend.ssl_keyfile,
+            ssl_ca_certs=backend.ssl_ca_certs,
+            sentinels=backend.sentinels,
             service_name=backend.service_name,
             cluster=backend.cluster,
-            startup_nodes=tuple(tuple(node) for node in backend.startup_nodes or ()),
-            **ssl_files,
+            startup_nodes=backend.startup_nodes,
         )
         prefix = backend.prefix if backend.prefix is not None else f"{name}_{grid.name}"
         return cls(prefix, options, default_ttl=backend.default_ttl)

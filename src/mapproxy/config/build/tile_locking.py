@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from mapproxy.config.build.paths import ConfigPaths
+from mapproxy.config.build.redis_connection import redis_connection_options
 from mapproxy.config.models.caches import CacheConfig
 from mapproxy.config.models.locking import LockingConfig
 from mapproxy.errors import ConfigurationError
-from mapproxy.util.registry import Registry, import_object
+from mapproxy.util.registry import Registry
 
 if TYPE_CHECKING:
     from mapproxy.tilemanager.locking import TileLocking
@@ -63,36 +64,24 @@ class TileLockerBuilder:
 
     def redis_options(self, locking: LockingConfig, path: str) -> Any:
         """The ``RedisConnectionOptions`` of a ``type: redis`` locking config at ``path``."""
-        if locking.sentinels and locking.cluster:
-            raise ConfigurationError(f"{path}.sentinels: cannot be combined with cluster: true")
-        if locking.startup_nodes and not locking.cluster:
-            raise ConfigurationError(f"{path}.startup_nodes: needs cluster: true")
         url = urlsplit(locking.url)
         db_text = url.path.strip("/")
-        db = int(db_text) if db_text else 0
-        if locking.cluster and db:
-            raise ConfigurationError(f"{path}.url: Redis Cluster only has db 0")
-        ssl_files = {
-            key: self._paths.path(value) if value else None
-            for key, value in (
-                ("ssl_certfile", locking.ssl_certfile),
-                ("ssl_keyfile", locking.ssl_keyfile),
-                ("ssl_ca_certs", locking.ssl_ca_certs),
-            )
-        }
-        timeout = float(locking.socket_timeout)
-        return import_object("mapproxy.cache.redis:RedisConnectionOptions")(
+        return redis_connection_options(
+            self._paths,
+            path,
             host=url.hostname or "127.0.0.1",
             port=url.port or 6379,
-            db=db,
+            db=int(db_text) if db_text else 0,
+            db_key="url",
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
+            timeout_seconds=float(locking.socket_timeout),
             ssl=url.scheme == "rediss",
-            socket_timeout_seconds=timeout,
-            connect_timeout_seconds=timeout,
-            sentinels=tuple(tuple(node) for node in locking.sentinels or ()),
+            ssl_certfile=locking.ssl_certfile,
+            ssl_keyfile=locking.ssl_keyfile,
+            ssl_ca_certs=locking.ssl_ca_certs,
+            sentinels=locking.sentinels,
             service_name=locking.service_name,
             cluster=locking.cluster,
-            startup_nodes=tuple(tuple(node) for node in locking.startup_nodes or ()),
-            **ssl_files,
+            startup_nodes=locking.startup_nodes,
         )
