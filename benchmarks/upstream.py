@@ -6,7 +6,13 @@ zoom level) and dark grid lines every power-of-ten map units. Several pre-forked
 accept on one listening socket, each with threads, so the upstream is not the bottleneck; an
 optional latency is added to every GetMap (``--latency-ms``, or at run time with
 ``GET /__latency?ms=20``). GetMap requests are counted across processes; ``GET /__stats``
-answers ``{"getmap": N, "latency_ms": L}``.
+answers ``{"getmap": N, "rendered": R, "latency_ms": L}``.
+
+With ``--memo-dir`` every answer is kept in a file per request (bbox rounded to 1/100 map
+unit, size, format) and served from there when asked again: rendering and PNG-encoding a
+1184x1184 meta tile costs about 33 ms of CPU, which on a 2-core machine would compete with
+the proxies under test. The suite primes the memo before it measures (``rendered`` counts
+the answers that had to be rendered), so the upstream costs each proxy the same and little.
 
 Run: ``python -m benchmarks.upstream --port 18300 --processes 4 --latency-ms 20``.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import io
 import json
 import math
@@ -77,8 +84,19 @@ def encode(pixels: np.ndarray, image_format: str) -> tuple[bytes, str]:
     return out.getvalue(), "image/png"
 
 
-def getmap(query: dict[str, str]) -> tuple[int, str, bytes]:
-    """Answer one WMS request (keys upper-case); returns status, content type and body."""
+def memo_key(bbox: tuple[float, ...], width: int, height: int, image_format: str) -> str:
+    """The memo file name of a GetMap: equal for bboxes that differ below 1/100 map unit."""
+    text = "|".join([image_format, str(width), str(height), *(f"{value:.2f}" for value in bbox)])
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def getmap(
+    query: dict[str, str], memo_dir: str | None = None, rendered: Any = None
+) -> tuple[int, str, bytes]:
+    """Answer one WMS request (keys upper-case); returns status, content type and body.
+
+    With ``memo_dir`` answers are read from and written to that directory; ``rendered``
+    (a shared counter) counts the answers that had to be rendered."""
     if query.get("REQUEST", "").lower() != "getmap":
         return 400, "text/plain", b"only GetMap is supported"
     try:
@@ -88,8 +106,28 @@ def getmap(query: dict[str, str]) -> tuple[int, str, bytes]:
         return 400, "text/plain", b"BBOX, WIDTH and HEIGHT are required"
     if len(bbox) != 4 or not (0 < width <= MAX_SIZE and 0 < height <= MAX_SIZE):
         return 400, "text/plain", b"invalid BBOX or size"
+    image_format = query.get("FORMAT", "image/png").lower()
+    memo_path = None
+    if memo_dir is not None:
+        key = memo_key(bbox, width, height, image_format)
+        memo_path = os.path.join(memo_dir, key[:2], key)
+        try:
+            with open(memo_path, "rb") as stored:
+                body = stored.read()
+            return 200, "image/jpeg" if "jpeg" in image_format else "image/png", body
+        except FileNotFoundError:
+            pass
     pixels = render((bbox[0], bbox[1], bbox[2], bbox[3]), width, height)
-    body, content_type = encode(pixels, query.get("FORMAT", "image/png").lower())
+    body, content_type = encode(pixels, image_format)
+    if rendered is not None:
+        with rendered.get_lock():
+            rendered.value += 1
+    if memo_path is not None:
+        os.makedirs(os.path.dirname(memo_path), exist_ok=True)
+        temporary = f"{memo_path}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        with open(temporary, "wb") as memo_file:
+            memo_file.write(body)
+        os.replace(temporary, memo_path)
     return 200, content_type, body
 
 
@@ -111,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, "application/json", self.server.stats())
             return
         query = {key.upper(): value for key, value in parse_qsl(url.query)}
-        status, content_type, body = getmap(query)
+        status, content_type, body = getmap(query, self.server.memo_dir, self.server.rendered)
         if status == 200:
             with self.server.counter.get_lock():
                 self.server.counter.value += 1
@@ -135,21 +173,35 @@ class _UpstreamServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, sock: socket.socket, counter: Any, latency_ms: Any) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        counter: Any,
+        latency_ms: Any,
+        rendered: Any = None,
+        memo_dir: str | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.counter = counter
         self.latency_ms = latency_ms
+        self.rendered = rendered
+        self.memo_dir = memo_dir
 
     def stats(self) -> bytes:
         """The shared counters as JSON."""
+        rendered = self.rendered.value if self.rendered is not None else self.counter.value
         return json.dumps(
-            {"getmap": self.counter.value, "latency_ms": self.latency_ms.value}
+            {
+                "getmap": self.counter.value,
+                "rendered": rendered,
+                "latency_ms": self.latency_ms.value,
+            }
         ).encode()
 
 
-def serve(port: int, processes: int, latency_ms: float) -> None:
+def serve(port: int, processes: int, latency_ms: float, memo_dir: str | None = None) -> None:
     """Listen on 127.0.0.1:``port`` with ``processes`` forked workers until SIGTERM."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -157,12 +209,13 @@ def serve(port: int, processes: int, latency_ms: float) -> None:
     sock.listen(512)
     counter = multiprocessing.Value(ctypes.c_long, 0)
     shared_latency_ms = multiprocessing.Value(ctypes.c_double, latency_ms)
+    rendered = multiprocessing.Value(ctypes.c_long, 0)
     children: list[int] = []
     for _ in range(max(1, processes)):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            server = _UpstreamServer(sock, counter, shared_latency_ms)
+            server = _UpstreamServer(sock, counter, shared_latency_ms, rendered, memo_dir)
             try:
                 server.serve_forever()
             finally:
@@ -194,8 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--memo-dir", help="keep answers here and serve repeated requests")
     args = parser.parse_args(argv)
-    serve(args.port, args.processes, args.latency_ms)
+    serve(args.port, args.processes, args.latency_ms, args.memo_dir)
 
 
 if __name__ == "__main__":

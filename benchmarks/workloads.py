@@ -135,6 +135,40 @@ def w2_paths(seed: int, count: int = 20_000) -> list[str]:
     return paths
 
 
+# The benchmark caches' meta tiles: 4x4 tiles of 256 pixels plus 80 pixels on every side.
+META_TILES = 4
+META_BUFFER = 80
+
+
+def meta_getmap_query(z: int, x: int, y: int) -> str:
+    """The upstream GetMap query of the meta tile holding web mercator tile z/x/y (row 0 at
+    the top), as both proxies ask it for levels whose meta tiles lie inside the grid."""
+    res = 2 * WEBMERCATOR_HALF_WORLD / 256 / 2**z
+    x0, y0 = x // META_TILES * META_TILES, y // META_TILES * META_TILES
+    buffer = META_BUFFER * res
+    minx = -WEBMERCATOR_HALF_WORLD + x0 * 256 * res - buffer
+    maxy = WEBMERCATOR_HALF_WORLD - y0 * 256 * res + buffer
+    size = META_TILES * 256 + 2 * META_BUFFER
+    maxx = minx + size * res
+    miny = maxy - size * res
+    return (
+        "SERVICE=WMS&VERSION=1.1.1&REQUEST=GetMap&LAYERS=synthetic&STYLES=&SRS=EPSG:3857"
+        f"&BBOX={minx!r},{miny!r},{maxx!r},{maxy!r}&WIDTH={size}&HEIGHT={size}&FORMAT=image/png"
+    )
+
+
+def w2_meta_queries(paths: Sequence[str], offsets: Sequence[int], count: int) -> list[str]:
+    """Upstream GetMaps of the meta tiles that ``count`` requests from each of ``offsets``
+    in the W2 list ``paths`` need (the load generator starts each thread at an offset)."""
+    queries: dict[str, None] = {}
+    for offset in offsets:
+        for index in range(offset + 1, offset + 1 + count):
+            tile = paths[index % len(paths)].rsplit(".", 1)[0]
+            z, x, y = (int(part) for part in tile.split("/")[-3:])
+            queries[meta_getmap_query(z, x, y)] = None
+    return list(queries)
+
+
 def w3_paths(srs: str, count: int = 16) -> list[str]:
     """W3 request paths: 512x512 WMS 1.1.1 GetMaps of layer `bench` inside the country."""
     rng = random.Random(3)
@@ -241,12 +275,21 @@ def run_load(
     return _run_python(base_url, paths, duration_seconds, connections)
 
 
+# Where in the path list each wrk thread (or Python loader connection) starts.
+THREAD_OFFSET = 7919
+
+
+def start_offsets(loader: str, connections: int, threads: int = 2) -> list[int]:
+    """The list positions the load generator's threads (wrk) or connections start at."""
+    return [index * THREAD_OFFSET for index in range(threads if loader == "wrk" else connections)]
+
+
 _LUA = """
 local paths = {%(paths)s}
 local counter = 0
 local next_thread = 0
 function setup(thread)
-  thread:set("offset", next_thread * 7919)
+  thread:set("offset", next_thread * %(thread_offset)d)
   next_thread = next_thread + 1
 end
 function init(args)
@@ -278,7 +321,13 @@ def _run_wrk(
 ) -> LoadResult:
     scratch = scratch_dir or Path("/tmp")
     script = scratch / f"wrk-{os.getpid()}-{threading.get_ident()}.lua"
-    script.write_text(_LUA % {"paths": ", ".join(json.dumps(path) for path in paths)})
+    script.write_text(
+        _LUA
+        % {
+            "paths": ", ".join(json.dumps(path) for path in paths),
+            "thread_offset": THREAD_OFFSET,
+        }
+    )
     try:
         completed = subprocess.run(
             [
@@ -326,7 +375,7 @@ def _run_python(
 
     def worker(index: int) -> None:
         connection: http.client.HTTPConnection | None = None
-        counter = index * 7919
+        counter = index * THREAD_OFFSET
         while time.monotonic() < deadline:
             path = paths[counter % len(paths)]
             counter += 1

@@ -18,6 +18,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class SettledClient(Client):
+    """werkzeug's test client that, after each response, waits until the app has stored
+    the rest of any meta tile it created (``mapproxy.tilemanager.background``): tests see
+    the cache as a client would a moment later."""
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from mapproxy.tilemanager.background import wait_for_background_stores
+
+        response = super().open(*args, **kwargs)
+        wait_for_background_stores()
+        return response
+
+
+@pytest.fixture(autouse=True)
+def _finish_background_stores() -> Iterator[None]:
+    """No test leaves meta tiles being stored into a directory that is about to go."""
+    yield
+    from mapproxy.tilemanager.background import wait_for_background_stores
+
+    wait_for_background_stores()
+
+
 @pytest.fixture(autouse=True)
 def _restore_log_handlers() -> Iterator[None]:
     """Commands run in-process attach handlers to the stream of the moment (pytest's
@@ -49,7 +71,7 @@ def make_app(tmp_path: Path) -> Callable[..., Client]:
         config = tmp_path / "mapproxy.yaml"
         config.write_text(textwrap.dedent(yaml_text))
         app = make_wsgi_app(str(config))
-        client = Client(app)
+        client = SettledClient(app)
         client.app = app  # type: ignore[attr-defined]
         return client
 

@@ -7,11 +7,18 @@ import re
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-
-import pyproj
-from pyproj.exceptions import CRSError
+from typing import TYPE_CHECKING
 
 from mapproxy.errors import MapProxyError, TransformationError
+from mapproxy.util.lazy import lazy_module
+from mapproxy.util.system import log_proj_info
+
+if TYPE_CHECKING:
+    import pyproj
+else:
+    # PROJ costs about 70 ms and 12 MB per process: loaded when a CRS is first needed,
+    # which serving cached tiles never does.
+    pyproj = lazy_module("pyproj")
 
 BBox = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -31,8 +38,35 @@ _FORCED_NORTH_EAST = {"EPSG:4326", "EPSG:4258", "EPSG:31466", "EPSG:31467", "EPS
 _FORCED_EAST_NORTH = {"CRS:84", "EPSG:900913", "EPSG:25831", "EPSG:25832", "EPSG:25833"}
 
 
+# (is_latlong, is_axis_order_ne) of the most common codes, so that configs using only
+# these load without PROJ; tests/unit/test_srs.py checks them against PROJ.
+_WELL_KNOWN: dict[str, tuple[bool, bool]] = {
+    "EPSG:4326": (True, True),
+    "EPSG:4258": (True, True),
+    "CRS:84": (True, False),
+    "EPSG:3857": (False, False),
+    "EPSG:900913": (False, False),
+    "EPSG:102100": (False, False),
+    "EPSG:102113": (False, False),
+    "EPSG:25831": (False, False),
+    "EPSG:25832": (False, False),
+    "EPSG:25833": (False, False),
+    "EPSG:31466": (False, True),
+    "EPSG:31467": (False, True),
+    "EPSG:31468": (False, True),
+}
+_UNSET = object()
+
+
 class UnknownSRS(MapProxyError):
     """The SRS code is malformed or unknown to PROJ."""
+
+
+def transform_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """MapProxyError, pyproj's ProjError and ``more``, for ``except transform_errors():``.
+    An except clause is evaluated only when an exception is matched, so PROJ stays
+    unloaded until then."""
+    return (MapProxyError, pyproj.exceptions.ProjError, *more)
 
 
 class SRS:
@@ -44,32 +78,50 @@ class SRS:
     """
 
     __slots__ = (
+        "_crs",
         "_transformers",
+        "_valid_lonlat_bbox",
         "code",
-        "crs",
         "is_axis_order_ne",
         "is_latlong",
-        "valid_lonlat_bbox",
     )
 
     def __init__(self, code: str) -> None:
         self.code = normalize_srs_code(code)
         if not _CODE_PATTERN.match(self.code):
             raise UnknownSRS(f"unknown srs {code!r}")
-        proj_code = _ALIASES.get(self.code, self.code)
-        try:
-            self.crs = pyproj.CRS.from_user_input(proj_code)
-        except CRSError as error:
-            raise UnknownSRS(f"unknown srs {code!r}") from error
-        self.is_latlong = bool(self.crs.is_geographic)
-        self.is_axis_order_ne = _axis_order_is_north_east(self.code, self.crs)
-        area = self.crs.area_of_use
-        self.valid_lonlat_bbox: BBox | None = (
-            (area.west, area.south, area.east, area.north)
-            if area is not None and not self.is_latlong and area.west < area.east
-            else None
-        )
+        self._crs: pyproj.CRS | None = None
+        self._valid_lonlat_bbox: BBox | object | None = _UNSET
         self._transformers: dict[str, pyproj.Transformer] = {}
+        known = _WELL_KNOWN.get(self.code)
+        if known is not None:
+            self.is_latlong, self.is_axis_order_ne = known
+        else:
+            self.is_latlong = bool(self.crs.is_geographic)
+            self.is_axis_order_ne = _axis_order_is_north_east(self.code, self.crs)
+
+    @property
+    def crs(self) -> pyproj.CRS:
+        """The pyproj CRS (created on first use); raises UnknownSRS."""
+        if self._crs is None:
+            log_proj_info()
+            try:
+                self._crs = pyproj.CRS.from_user_input(_ALIASES.get(self.code, self.code))
+            except pyproj.exceptions.CRSError as error:
+                raise UnknownSRS(f"unknown srs {self.code!r}") from error
+        return self._crs
+
+    @property
+    def valid_lonlat_bbox(self) -> BBox | None:
+        """PROJ's area of use of a projected CRS as a lon/lat bbox (None if unknown)."""
+        if self._valid_lonlat_bbox is _UNSET:
+            area = None if self.is_latlong else self.crs.area_of_use
+            self._valid_lonlat_bbox = (
+                (area.west, area.south, area.east, area.north)
+                if area is not None and area.west < area.east
+                else None
+            )
+        return self._valid_lonlat_bbox  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"SRS({self.code!r})"
@@ -201,6 +253,7 @@ _transformer_lock = threading.Lock()
 
 @lru_cache(maxsize=512)
 def _transformer(from_code: str, to_code: str) -> pyproj.Transformer:
+    log_proj_info()
     with _transformer_lock:
         return pyproj.Transformer.from_crs(
             _ALIASES.get(from_code, from_code), _ALIASES.get(to_code, to_code), always_xy=True

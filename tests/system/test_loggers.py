@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -137,17 +139,49 @@ def test_system_logs_library_versions_once_per_process(
     import pyproj
 
     monkeypatch.setattr(system, "_reported", False)
+    monkeypatch.setattr(system, "_proj_reported", False)
     caplog.set_level(logging.DEBUG, logger="mapproxy.system")
     make_app(CONFIG.format(url=upstream.url, extra_services=""))
-    (info,) = messages(caplog, "mapproxy.system", logging.INFO)
-    assert f"PROJ {pyproj.proj_version_str} (pyproj {pyproj.__version__})" in info
-    assert f"Pillow {PIL.__version__}" in info
+    # PROJ was loaded in this test process before: it is reported with the rest
+    versions, proj = messages(caplog, "mapproxy.system", logging.INFO)
+    assert f"Pillow {PIL.__version__}" in versions
+    assert proj == f"PROJ {pyproj.proj_version_str} (pyproj {pyproj.__version__})"
     debug = messages(caplog, "mapproxy.system", logging.DEBUG)
     assert any(message.startswith("PROJ data directory: ") for message in debug)
 
     caplog.clear()
     make_app(CONFIG.format(url=upstream.url, extra_services=""))
     assert records(caplog, "mapproxy.system") == []
+
+
+def test_proj_is_loaded_and_reported_with_the_first_transformation(tmp_path: Path) -> None:
+    config = tmp_path / "mapproxy.yaml"
+    config.write_text(
+        "services:\n  tms:\n  wms:\n    srs: ['EPSG:3857', 'EPSG:4326', 'EPSG:25832']\n"
+        "layers:\n  - name: l\n    title: L\n    sources: [c]\n"
+        "caches:\n  c:\n    grids: [GLOBAL_WEBMERCATOR]\n    sources: []\n"
+    )
+    script = f"""
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s", stream=sys.stdout)
+from mapproxy.wsgiapp import make_wsgi_app
+make_wsgi_app({str(config)!r})
+print("PYPROJ LOADED", "pyproj" in sys.modules)
+from mapproxy.srs import get_srs
+get_srs("EPSG:3857").transform_bbox_to(get_srs("EPSG:4326"), (0.0, 0.0, 1000.0, 1000.0))
+get_srs("EPSG:25832").transform_bbox_to(get_srs("EPSG:4326"), (5e5, 5e6, 6e5, 6e6))
+print("PYPROJ LOADED", "pyproj" in sys.modules)
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = completed.stdout.splitlines()
+    system_lines = [line for line in lines if line.startswith("mapproxy.system ")]
+    assert lines.index("PYPROJ LOADED False") < lines.index("PYPROJ LOADED True")
+    assert system_lines[0].startswith("mapproxy.system MapProxy ")
+    proj_lines = [line for line in system_lines if line.startswith("mapproxy.system PROJ ")]
+    assert len(proj_lines) == 1
+    assert lines.index(proj_lines[0]) > lines.index("PYPROJ LOADED False")
 
 
 def test_system_warns_about_missing_imaging_features(

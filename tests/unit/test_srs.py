@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mapproxy import srs as srs_module
 from mapproxy.errors import TransformationError
 from mapproxy.srs import (
+    SRS,
     UnknownSRS,
     bbox_contains,
     bbox_intersection,
@@ -138,3 +140,29 @@ def test_bbox_helpers() -> None:
     assert bbox_intersection((0, 0, 1, 1), (2, 2, 3, 3)) is None
     assert bbox_contains((0, 0, 10, 10), (1, 1, 9, 9))
     assert not bbox_contains((0, 0, 10, 10), (1, 1, 11, 9))
+
+
+@pytest.mark.parametrize("code", sorted(srs_module._WELL_KNOWN))
+def test_well_known_codes_match_proj(code: str) -> None:
+    """The table that lets common codes load without PROJ says what PROJ says."""
+    import pyproj
+
+    srs = SRS(code)
+    crs = pyproj.CRS.from_user_input(srs_module._ALIASES.get(code, code))
+    assert srs.is_latlong == bool(crs.is_geographic)
+    assert srs.is_axis_order_ne == srs_module._axis_order_is_north_east(code, crs)
+    assert srs.crs == crs
+
+
+def test_valid_area_is_read_from_proj_on_first_use() -> None:
+    utm = SRS("EPSG:25832")
+    assert utm._valid_lonlat_bbox is srs_module._UNSET
+    west, south, east, north = utm.valid_lonlat_bbox  # type: ignore[misc]
+    assert 5.0 < west < 7.0 and 11.0 < east < 13.0 and south > 30.0 and north > 60.0
+    assert SRS("EPSG:4326").valid_lonlat_bbox is None
+    assert utm.clip_to_valid_area((0.0, 40.0, 20.0, 50.0))[0] == west
+
+
+def test_unknown_codes_fail_at_construction() -> None:
+    with pytest.raises(UnknownSRS):
+        SRS("EPSG:999999")

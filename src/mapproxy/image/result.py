@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 from PIL import Image
 
+from mapproxy.image.decode import decode_image
 from mapproxy.image.options import ImageOptions, format_mime_type
 
 
@@ -50,8 +49,7 @@ class ImageResult:
         """Decoded PIL image (decoded once, then kept)."""
         if self._image is None:
             assert self._bytes is not None
-            image = Image.open(io.BytesIO(self._bytes))
-            image.load()
+            image = decode_image(self._bytes)
             self._image = image
             self.size = image.size
         return self._image

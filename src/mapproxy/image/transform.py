@@ -6,14 +6,20 @@ import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from statistics import median
+from typing import TYPE_CHECKING
 
-import pyproj
 from PIL import Image
 
 from mapproxy.errors import TransformationError
 from mapproxy.image.result import ImageResult
 from mapproxy.image.tile import assemble_tiles
 from mapproxy.srs import SRS, BBox, Point
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyproj
+else:
+    pyproj = lazy_module("pyproj")  # loaded with the first transformation
 
 RESAMPLING_FILTERS = {
     "nearest": Image.Resampling.NEAREST,

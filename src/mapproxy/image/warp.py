@@ -13,14 +13,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyproj
 from PIL import Image
 
 from mapproxy.image.result import ImageResult
 from mapproxy.srs import SRS, BBox
+from mapproxy.util.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyproj
+else:
+    pyproj = lazy_module("pyproj")  # loaded with the first transformation
 
 cv2: Any
 try:

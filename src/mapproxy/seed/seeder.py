@@ -62,6 +62,8 @@ class TileRefresher:
 
     def __init__(self, task: SeedTask) -> None:
         self.tile_manager = task.tile_manager
+        # A seeded meta tile counts as done once all its tiles are stored.
+        self.tile_manager.background_storer = None
         self.refresh_timestamp = task.refresh_timestamp
         self.force = task.refresh_timestamp is not None and not task.supports_timestamps
         if task.refresh_timestamp is not None and task.supports_timestamps:

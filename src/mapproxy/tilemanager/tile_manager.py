@@ -33,6 +33,8 @@ from mapproxy.source.base import MapExtent, MapQuery, MapSource
 from mapproxy.source.coverage import clip_result, source_coverage
 from mapproxy.source.on_error import StaleAuthorizingResult
 from mapproxy.srs import BBox, bbox_intersects
+from mapproxy.tilemanager.background import BackgroundStorer
+from mapproxy.tilemanager.background import background_storer as default_background_storer
 from mapproxy.tilemanager.locking import LocalTileLocker, TileLocking
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class TileManager:
         cache_rescaled_tiles: bool = False,
         minimize_meta_requests: bool = False,
         bulk_meta_tiles: bool = False,
+        background_storer: BackgroundStorer | None = default_background_storer,
     ) -> None:
         self.grid = grid
         self.cache = cache
@@ -143,6 +146,7 @@ class TileManager:
         # bulk: meta tiles fetched tile by tile, for sources without meta tile support
         self._bulk = self._use_meta_tiles and not all_meta
         self.minimize_meta_requests = minimize_meta_requests
+        self.background_storer = background_storer
         if upscale_tiles and downscale_tiles:
             raise ValueError("upscale_tiles and downscale_tiles cannot be combined")
         self._rescale_levels = upscale_tiles or downscale_tiles
@@ -348,14 +352,19 @@ class TileManager:
 
     def _run_job(self, job: _CreationJob, force: bool) -> dict[TileCoord, Tile]:
         cache = job.cache if job.cache is not None else self.cache
-        with self._lock(job.lock_coord, cache):
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._lock(job.lock_coord, cache))
             if not force and not self.disable_storage:
                 # Another thread or process may have created the tiles while we waited.
                 cached = self._load_cached(job.wanted, cache)
                 if cached is not None:
                     return cached
+            storing = not self.disable_storage and self._may_store()
+            # Serving a miss: only the wanted tiles are encoded now, the rest of the meta
+            # tile afterwards (in the background when the storer has room).
+            defer = storing and not force and self.background_storer is not None
             try:
-                encoded, cacheable = self._render_tiles(job)
+                encoded, rest, cacheable = self._render_tiles(job, storing, defer)
             except _UseStaleTiles:
                 return dict(job.stale)
             except SourceError as error:
@@ -366,15 +375,38 @@ class TileManager:
                 return dict(job.stale)
             created_at = time.time()
             timestamps: dict[TileCoord, float | None] = {}
-            if cacheable and not self.disable_storage and self._may_store():
+            if cacheable and storing:
                 cache.store_tiles(encoded)
                 # Later requests get the stored timestamp (a file's mtime); the response
                 # for the new tile must carry the same one, or its ETag never validates.
                 timestamps = {coord: cache.tile_timestamp(coord) for coord in job.wanted}
+                if rest:
+                    self._store_rest(rest, cache, held.pop_all())
         return {
             coord: Tile(coord, encoded[coord], timestamps.get(coord) or created_at, cacheable)
             for coord in job.wanted
         }
+
+    def _store_rest(
+        self,
+        rest: list[tuple[TileCoord, Image.Image]],
+        cache: TileCache,
+        lock: contextlib.ExitStack,
+    ) -> None:
+        """Encode and store the tiles nobody asked for yet, then release ``lock``."""
+
+        def store() -> None:
+            with lock:
+                cache.store_tiles({coord: self._finish_tile(coord, image) for coord, image in rest})
+
+        storer = self.background_storer
+        if storer is None or not storer.try_submit(store):
+            store()
+
+    def _finish_tile(self, coord: TileCoord, image: Image.Image) -> bytes:
+        for tile_filter in self.tile_filters:
+            image = tile_filter(coord, image)
+        return encode_image(image, self._encode_options)
 
     def _may_store(self) -> bool:
         # A cache without sources is read-only: never store placeholder tiles in it.
@@ -411,10 +443,15 @@ class TileManager:
         )
         return None
 
-    def _render_tiles(self, job: _CreationJob) -> tuple[dict[TileCoord, bytes], bool]:
-        """Encoded tiles of ``job`` and whether they may be stored."""
+    def _render_tiles(
+        self, job: _CreationJob, storing: bool = True, defer: bool = False
+    ) -> tuple[dict[TileCoord, bytes], list[tuple[TileCoord, Image.Image]], bool]:
+        """Encoded tiles of ``job``, the split but not yet encoded rest, and whether they
+        may be stored. Without ``storing`` only the wanted tiles are encoded; with
+        ``defer`` the others are returned unencoded (if they may be stored)."""
         if self._bulk and len(job.patterns) > 1:
-            return self._render_bulk(job)
+            bulk_tiles, bulk_cacheable = self._render_bulk(job)
+            return bulk_tiles, [], bulk_cacheable
         if self._tile_source is not None and len(job.patterns) == 1:
             result = self._query_tile_source(job.patterns[0][0], job.bbox)
         else:
@@ -423,16 +460,22 @@ class TileManager:
             raise _UseStaleTiles()
         if result is None:
             blank = self._blank_tile_data()
-            return {coord: blank for coord, _ in job.patterns}, True
+            return {coord: blank for coord, _ in job.patterns}, [], True
         if len(job.patterns) == 1 and job.size == self.grid.tile_size and not self.tile_filters:
             # A single tile needs no split; bytes in the storage format pass untouched.
             coord = job.patterns[0][0]
-            return {coord: result.as_bytes(self._encode_options)}, result.cacheable
+            return {coord: result.as_bytes(self._encode_options)}, [], result.cacheable
         parts = split_meta_image(result.as_image(), job.patterns, self.grid.tile_size)
-        for tile_filter in self.tile_filters:
-            parts = [(coord, tile_filter(coord, image)) for coord, image in parts]
-        encoded = {coord: encode_image(image, self._encode_options) for coord, image in parts}
-        return encoded, result.cacheable
+        wanted = set(job.wanted)
+        keep_rest = storing and result.cacheable
+        encoded: dict[TileCoord, bytes] = {}
+        rest: list[tuple[TileCoord, Image.Image]] = []
+        for coord, image in parts:
+            if coord in wanted or (keep_rest and not defer):
+                encoded[coord] = self._finish_tile(coord, image)
+            elif keep_rest:
+                rest.append((coord, image))
+        return encoded, rest, result.cacheable
 
     def _query_sources(
         self,

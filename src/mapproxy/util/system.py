@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 import threading
 
 log = logging.getLogger("mapproxy.system")
 
 _reported = False
+_proj_reported = False
 _reported_lock = threading.Lock()
 
 # Pillow features MapProxy relies on, and what is missing without them.
@@ -24,7 +26,10 @@ _PILLOW_FEATURES = (
 
 
 def log_system_info() -> None:
-    """Log versions (INFO, details at DEBUG) and missing features (WARNING), once per process."""
+    """Log versions (INFO, details at DEBUG) and missing features (WARNING), once per process.
+
+    PROJ is reported when it is first loaded (``log_proj_info``): a process serving only
+    cached tiles never loads it."""
     global _reported
     with _reported_lock:
         if _reported:
@@ -36,20 +41,36 @@ def log_system_info() -> None:
 def report_system_info() -> None:
     """Log the environment report now (``log_system_info`` does it only once)."""
     import PIL
-    import pyproj
 
     from mapproxy import __version__
 
     log.info(
-        "MapProxy %s on Python %s; PROJ %s (pyproj %s); Pillow %s",
+        "MapProxy %s on Python %s; Pillow %s",
         __version__,
         platform.python_version(),
-        pyproj.proj_version_str,
-        pyproj.__version__,
         PIL.__version__,
     )
-    _check_proj_data()
     _check_pillow()
+    if "pyproj" in sys.modules:
+        log_proj_info()
+
+
+def log_proj_info() -> None:
+    """Log the PROJ and pyproj versions and check PROJ's data, once per process."""
+    global _proj_reported
+    with _reported_lock:
+        if _proj_reported:
+            return
+        _proj_reported = True
+    report_proj_info()
+
+
+def report_proj_info() -> None:
+    """Log the PROJ part of the environment report now."""
+    import pyproj
+
+    log.info("PROJ %s (pyproj %s)", pyproj.proj_version_str, pyproj.__version__)
+    _check_proj_data()
 
 
 def _check_proj_data() -> None:

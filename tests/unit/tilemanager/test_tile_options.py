@@ -19,6 +19,7 @@ from mapproxy.image.result import ImageResult
 from mapproxy.source.base import MapQuery
 from mapproxy.source.on_error import OnErrorResponse
 from mapproxy.srs import SRS
+from mapproxy.tilemanager.background import wait_for_background_stores
 from mapproxy.tilemanager.tile_manager import TileManager
 
 PNG = ImageOptions(format="image/png")
@@ -166,6 +167,7 @@ def test_minimized_request_is_split_into_the_right_tiles(grid, cache):
     tm = manager(grid, cache, [source], minimize_meta_requests=True, buffer=10)
     coords = [TileCoord(3, 2, 3), TileCoord(4, 3, 3), TileCoord(3, 3, 3)]
     tiles = tm.load_tiles(coords)
+    assert wait_for_background_stores()
     assert len(source.queries) == 1
     query = source.queries[0]
     # tiles x 3-4, y 2-3 of level 3 (512 units each) and 10 px (20 units) around them

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyproj.exceptions import ProjError
 from werkzeug.wrappers import Request, Response
 
 from mapproxy import __version__
@@ -30,7 +29,7 @@ from mapproxy.service.ogcapi.documents import HTML, JSON, OGC_REL, TileMatrixSet
 from mapproxy.service.ogcapi.html import html_page
 from mapproxy.service.wms.render import LayerAccess, LayerRenderer
 from mapproxy.source.base import MapQuery
-from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
+from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs, transform_errors
 
 log = logging.getLogger("mapproxy.service.ogcapi")
 
@@ -539,7 +538,7 @@ class OGCAPIService:
             if bbox_srs != out_srs:
                 try:
                     bbox = bbox_srs.transform_bbox_to(out_srs, bbox)
-                except (MapProxyError, ProjError, ValueError) as error:
+                except transform_errors(ValueError) as error:
                     raise _invalid(f"bbox cannot be transformed: {error}") from error
         else:
             if "bbox-crs" in params:
@@ -548,7 +547,7 @@ class OGCAPIService:
             if out_srs != collection.storage_srs:
                 try:
                     bbox = collection.storage_srs.transform_bbox_to(out_srs, bbox)
-                except (MapProxyError, ProjError, ValueError) as error:
+                except transform_errors(ValueError) as error:
                     raise _invalid(f"extent cannot be transformed: {error}") from error
         if not all(math.isfinite(v) for v in bbox) or bbox[0] >= bbox[2] or bbox[1] >= bbox[3]:
             raise _invalid("bbox must have minx < maxx and miny < maxy")
@@ -757,7 +756,7 @@ def _collection(node: WMSLayer) -> Collection:
         storage_srs = get_srs("CRS:84")
     try:
         wgs84 = extent.bbox_for(get_srs("CRS:84"))
-    except (MapProxyError, ProjError):
+    except transform_errors():
         wgs84 = (-180.0, -90.0, 180.0, 90.0)
     return Collection(
         id=str(node.name),

@@ -15,9 +15,6 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
-from pyproj.exceptions import ProjError
-
-from mapproxy.errors import MapProxyError
 from mapproxy.layer.base import ResolutionRange, TileLayer, WMSLayer
 from mapproxy.layer.limit import LimitArea
 from mapproxy.service.base import xml_safe
@@ -31,7 +28,7 @@ from mapproxy.service.wms.inspire import (
 from mapproxy.service.wms.render import forced_extent_bbox
 from mapproxy.service.wms.request import FormatTable
 from mapproxy.source.base import MapExtent
-from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs
+from mapproxy.srs import SRS, BBox, bbox_intersection, get_srs, transform_errors
 
 # NUL never survives xml_safe(), so the markers cannot clash with escaped content.
 _URL_MARKER = "\x00URL\x00"  # operation URLs: the endpoint followed by "?"
@@ -282,7 +279,7 @@ class CapabilitiesDocuments:
         extent = layer.extent
         try:
             lon_lat = extent.bbox_for(get_srs("EPSG:4326"))
-        except (MapProxyError, ProjError):
+        except transform_errors():
             lon_lat = (-180.0, -90.0, 180.0, 90.0)
         llbbox = (
             max(-180.0, lon_lat[0]),
@@ -306,7 +303,7 @@ class CapabilitiesDocuments:
                 continue
             try:
                 plain: BBox = _transform_extent(extent, srs)
-            except (MapProxyError, ProjError):
+            except transform_errors():
                 continue
             if all(math.isfinite(v) for v in plain):
                 bboxes.append((srs, plain))
@@ -750,7 +747,7 @@ def _tile_set(layer: TileLayer, version: str) -> list[str]:
         srs_code = "OSGEO:41001"
     try:
         bbox = layer.extent.bbox_for(grid.srs)
-    except (MapProxyError, ProjError):
+    except transform_errors():
         bbox = grid.bbox
     bbox = bbox_intersection(bbox, grid.bbox) or grid.bbox
     resolutions = "".join(f"{number(grid.resolution(level))} " for level in tms_levels(grid))

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageChops
-from pyproj.exceptions import ProjError
 
 from mapproxy.errors import InvalidDimensionValue, MapProxyError
 from mapproxy.image.blank import blank_image
@@ -21,7 +20,15 @@ from mapproxy.layer.base import MapLayer, ResolutionRange, WMSLayer
 from mapproxy.layer.cache_layer import NotASingleTile
 from mapproxy.layer.limit import Clip, LimitArea, apply_clip, clip_for
 from mapproxy.source.base import MapExtent, MapQuery
-from mapproxy.srs import SRS, BBox, bbox_contains, bbox_intersection, bbox_intersects, get_srs
+from mapproxy.srs import (
+    SRS,
+    BBox,
+    bbox_contains,
+    bbox_intersection,
+    bbox_intersects,
+    get_srs,
+    transform_errors,
+)
 
 log = logging.getLogger("mapproxy.service.wms")
 
@@ -44,7 +51,7 @@ def forced_extent_bbox(extent: MapExtent, srs: SRS, forced: BBox) -> BBox | None
         if lonlat is None:
             return None
         bbox = wgs84.transform_bbox_to(srs, lonlat)
-    except (MapProxyError, ProjError):
+    except transform_errors():
         return None
     return bbox if all(math.isfinite(v) for v in bbox) else None
 
@@ -251,7 +258,7 @@ class LayerRenderer:
             pass
         try:
             bbox: BBox | None = extent.bbox_for(srs)
-        except (MapProxyError, ProjError):
+        except transform_errors():
             bbox = None
         if bbox is not None and not all(math.isfinite(v) for v in bbox):
             bbox = None
