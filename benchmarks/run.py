@@ -785,15 +785,16 @@ def w6_startup(settings: Settings, results: Results) -> None:
             log(f"W6 {project.label}: {total:.2f} s ({data['capabilities_s']:.2f} s capabilities)")
 
 
-def w4_seeding(settings: Settings, results: Results, upstream: Upstream) -> None:
-    """W4: mapproxy-seed -c 2 over the country into an empty file cache."""
+def w4_seeding(settings: Settings, results: Results, upstream: Upstream | None = None) -> None:
+    """W4: mapproxy-seed -c 2 over the country into an empty file cache (``upstream``: the
+    memoizing upstream to prime first and to count renders of)."""
     task = "w4_quick" if settings.quick else "w4_country"
     levels = "0-7" if settings.quick else "0-11"
     rate = results.metric("W4", f"seeding levels {levels}, -c 2", "tiles/s", True)
     peak = results.metric("W4", "seeding peak RSS (all seed processes)", "MB", False)
     seed_dir = settings.work_dir / "tiles" / "seed"
     unavailable: set[str] = set()
-    if upstream.memo:  # one unmeasured run renders every meta tile into the upstream's memo
+    if upstream is not None and upstream.memo:  # an unmeasured run fills the upstream's memo
         clear_dir(seed_dir)
         code, seconds, _, _ = run_seed(
             settings.projects[0], settings.work_dir, task, settings.seed_timeout_seconds
@@ -808,11 +809,11 @@ def w4_seeding(settings: Settings, results: Results, upstream: Upstream) -> None
             if project.key in unavailable:
                 continue
             clear_dir(seed_dir)
-            rendered_before = upstream.rendered_count()
+            rendered_before = upstream.rendered_count() if upstream is not None else 0
             code, seconds, peak_rss, output = run_seed(
                 project, settings.work_dir, task, settings.seed_timeout_seconds
             )
-            rendered = upstream.rendered_count() - rendered_before
+            rendered = upstream.rendered_count() - rendered_before if upstream is not None else 0
             tiles = count_files(seed_dir)
             if code != 0 or tiles == 0:
                 reason = "timeout" if code is None else f"exit {code}"

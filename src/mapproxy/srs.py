@@ -54,6 +54,14 @@ _WELL_KNOWN: dict[str, tuple[bool, bool]] = {
     "EPSG:31466": (False, True),
     "EPSG:31467": (False, True),
     "EPSG:31468": (False, True),
+    "EPSG:3035": (False, True),
+    "EPSG:2056": (False, False),
+    "EPSG:2154": (False, False),
+    "EPSG:27700": (False, False),
+    "EPSG:28992": (False, False),
+    "EPSG:32632": (False, False),
+    "EPSG:32633": (False, False),
+    "EPSG:3395": (False, False),
 }
 _UNSET = object()
 

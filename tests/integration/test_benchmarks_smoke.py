@@ -51,6 +51,46 @@ def test_upstream_image_is_a_function_of_the_bbox() -> None:
     assert upstream.getmap({"REQUEST": "GetCapabilities"})[0] == 400
 
 
+def test_upstream_memo_serves_repeated_requests(tmp_path: Path) -> None:
+    import ctypes
+    import multiprocessing
+
+    upstream = _benchmarks("upstream")
+    rendered = multiprocessing.Value(ctypes.c_long, 0)
+    query = {"REQUEST": "GetMap", "BBOX": "0,0,1000,1000", "WIDTH": "64", "HEIGHT": "64"}
+    first = upstream.getmap(query, str(tmp_path), rendered)
+    # bboxes that differ below 1/100 map unit are the same request
+    again = upstream.getmap(query | {"BBOX": "0.001,0,1000,1000.004"}, str(tmp_path), rendered)
+    assert first == again and first[0] == 200
+    assert rendered.value == 1
+    assert upstream.getmap(query | {"WIDTH": "65"}, str(tmp_path), rendered)[0] == 200
+    assert rendered.value == 2
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_primed_meta_tiles_are_the_ones_the_proxy_asks_for() -> None:
+    from urllib.parse import parse_qs
+
+    from mapproxy.config.build.grids import BUILTIN_GRIDS
+    from mapproxy.grid import MetaGrid, TileGrid
+    from mapproxy.grid.tile_grid import TileCoord
+    from mapproxy.srs import get_srs
+
+    workloads = _benchmarks("workloads")
+    spec = BUILTIN_GRIDS["GLOBAL_WEBMERCATOR"]
+    half = workloads.WEBMERCATOR_HALF_WORLD
+    resolutions = [2 * half / 256 / 2**z for z in range(13)]
+    grid = TileGrid(get_srs(spec["srs"]), spec["bbox"], resolutions, origin="nw")
+    meta = MetaGrid(grid, (4, 4), 80)
+    for path in workloads.w2_paths(seed=5, count=30):
+        z, x, y = (int(part) for part in path.rsplit(".", 1)[0].split("/")[-3:])
+        query = parse_qs(workloads.meta_getmap_query(z, x, y))
+        bbox = [float(value) for value in query["BBOX"][0].split(",")]
+        expected = meta.meta_tile(TileCoord(x, y, z))
+        assert bbox == pytest.approx(list(expected.bbox), abs=1e-6)
+        assert (int(query["WIDTH"][0]), int(query["HEIGHT"][0])) == expected.size
+
+
 def test_tile_paths_follow_the_cache_layout() -> None:
     workloads = _benchmarks("workloads")
     assert workloads.tc_file_path(9, 274, 178) == "09/000/000/274/000/000/178.png"

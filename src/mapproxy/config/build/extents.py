@@ -9,22 +9,26 @@ from mapproxy.config.build.coverages import load_coverage
 from mapproxy.config.build.paths import ConfigPaths
 from mapproxy.config.models.common import CoverageConfig
 from mapproxy.coverage import Coverage
-from mapproxy.source.base import MapExtent
+from mapproxy.source.base import LazyMapExtent, MapExtent
 from mapproxy.srs import get_srs, merge_bbox
 
 WORLD_EXTENT = MapExtent((-180.0, -90.0, 180.0, 90.0), get_srs("EPSG:4326"))
 
 
 def union_extent(extents: Sequence[MapExtent]) -> MapExtent:
-    """Union of extents, in EPSG:4326 unless all share one SRS."""
+    """Union of extents, in EPSG:4326 (computed on first use) unless all share one SRS."""
     first = extents[0]
     if all(extent.srs == first.srs for extent in extents):
         bbox = first.bbox
         for extent in extents[1:]:
             bbox = merge_bbox(bbox, extent.bbox)
         return MapExtent(bbox, first.srs)
+    return LazyMapExtent(lambda: _union_in_wgs84(extents))
+
+
+def _union_in_wgs84(extents: Sequence[MapExtent]) -> MapExtent:
     wgs84 = get_srs("EPSG:4326")
-    bbox = first.bbox_for(wgs84)
+    bbox = extents[0].bbox_for(wgs84)
     for extent in extents[1:]:
         bbox = merge_bbox(bbox, extent.bbox_for(wgs84))
     return MapExtent(bbox, wgs84)
