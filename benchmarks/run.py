@@ -960,8 +960,8 @@ def w2_misses(
     per_tile = results.metric("W2", "upstream requests per tile (one client)", "", False)
     miss_dir = settings.work_dir / "tiles" / "miss"
     offsets = workloads.start_offsets(settings.loader, settings.connections)
-    # More requests than the faster project answers in one run (about 60/s), per thread.
-    primed_per_offset = max(40, round(80 * settings.duration_seconds / len(offsets)))
+    # More requests than the faster project answers in one run (about 90/s), per thread.
+    primed_per_offset = max(40, round(100 * settings.duration_seconds / len(offsets)))
     try:
         for rep in range(settings.reps):
             paths = workloads.w2_paths(seed=100 + rep)

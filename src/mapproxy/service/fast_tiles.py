@@ -100,7 +100,7 @@ def _tile_set(
         extension=layer.extension,
         content_type=layer.format.split(";", 1)[0].strip(),
         stored_mime_type=stored_mime_type,
-        grid_sizes=tuple(grid.grid_size(level) for level in levels),
+        grid_sizes=tuple(grid.grid_sizes[level] for level in levels),
         levels=levels,
         flip=flip,
         link_mtime=cache.link_mode == "symlink",

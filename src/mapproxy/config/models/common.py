@@ -13,7 +13,7 @@ BBoxValue = list[Number] | str
 class ConfigModel(BaseModel):
     """Base for config models; unknown keys land in ``model_extra`` and are reported."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class EncodingOptionsConfig(ConfigModel):
