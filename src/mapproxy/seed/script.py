@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from copy import copy
 from typing import Any
 
@@ -539,7 +539,8 @@ def _run(options: Any, progress_file: str | None, failed: FailedTiles | None) ->
     retry = RetryOptions(max_retries=options.max_retries, delay_seconds=options.retry_delay)
     display = _display_path(options.conf_file)
     limits = _rate_limits(options, config)
-    try:
+
+    def run_tasks() -> None:
         if seeds:
             print("========== Seeding tasks ==========")
             print(f"Start seeding process ({_plural(len(seeds))})")
@@ -576,15 +577,10 @@ def _run(options: Any, progress_file: str | None, failed: FailedTiles | None) ->
                         display_path=display,
                         store=store,
                     )
-    except KeyboardInterrupt:
-        print("\ninterrupted...")
-        return 3
-    except TooManyFailures as error:
-        print(f"\n{error}", file=sys.stderr)
-        return EXIT_TOO_MANY_FAILURES
-    except SeedAborted as error:
-        print(f"\n{error}", file=sys.stderr)
-        return 1
+
+    stopped = _stopped_exit_code(run_tasks)
+    if stopped is not None:
+        return stopped
     if store is not None:
         store.remove()
     return _finish_failures(failed)
@@ -604,7 +600,8 @@ def _run_tiles_file(options: Any, failed: FailedTiles | None) -> int:
     limits = _rate_limits(options, config)
     print("========== Seeding tiles ==========")
     print(f"Start seeding process ({_plural(len(tasks))})")
-    try:
+
+    def run_tasks() -> None:
         for task, coords in tasks:
             print(f"  {task.name}:")
             print(
@@ -624,6 +621,18 @@ def _run_tiles_file(options: Any, failed: FailedTiles | None) -> int:
                 )
             if options.quiet < 2:
                 print(f"{timestamp()} {meta_tiles} meta tiles done")
+
+    stopped = _stopped_exit_code(run_tasks)
+    if stopped is not None:
+        return stopped
+    return _finish_failures(failed)
+
+
+def _stopped_exit_code(run_tasks: Callable[[], None]) -> int | None:
+    """Run ``run_tasks``; the exit code when Ctrl-C, too many failures or an abort stopped
+    it (after saying why), None when it ran through."""
+    try:
+        run_tasks()
     except KeyboardInterrupt:
         print("\ninterrupted...")
         return 3
@@ -633,7 +642,7 @@ def _run_tiles_file(options: Any, failed: FailedTiles | None) -> int:
     except SeedAborted as error:
         print(f"\n{error}", file=sys.stderr)
         return 1
-    return _finish_failures(failed)
+    return None
 
 
 def _select(tasks: list[Any], kind: str, question: str) -> list[Any]:
