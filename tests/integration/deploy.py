@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import Message
 from pathlib import Path
 
@@ -35,6 +35,23 @@ PYTHON_DEPS_HINT = "Run `scripts/bootstrap.sh test` to install the test extra of
 
 # Without a proxy handler urllib would honour http_proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Retry ``check`` until it passes (no AssertionError) or ``timeout`` runs out.
+
+    A server answers a cache miss before the rest of its meta tile is stored (in the
+    background, under the meta tile's lock): state beyond the answered tiles settles
+    a moment later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def free_port() -> int:

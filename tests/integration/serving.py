@@ -47,9 +47,12 @@ class ThreadServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from mapproxy.tilemanager.background import wait_for_background_stores
+
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+        wait_for_background_stores()
 
 
 class ProcessServer:
@@ -92,8 +95,13 @@ def fetch(url: str, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
     """GET ``url``; returns status, headers and body (also for HTTP errors)."""
     import urllib.error
 
+    from mapproxy.tilemanager.background import wait_for_background_stores
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+    finally:
+        # a ThreadServer in this process may still store the rest of a meta tile
+        wait_for_background_stores()

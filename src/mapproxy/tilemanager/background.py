@@ -9,12 +9,18 @@ stored. With a sync WSGI server the worker's next upstream wait overlaps that wo
 The number of meta tiles waiting for the thread is bounded; beyond it the request thread
 finishes the work itself, so a burst of misses never piles up decoded images in memory.
 Pending work finishes before a normal interpreter exit (the executor joins its thread).
+
+Under a uWSGI without Python thread support (``uwsgi.has_threads`` false: older versions
+without ``enable-threads``) a worker keeps the GIL while it waits for the next request, so
+a background thread would stall while holding the lock other processes wait for: there the
+request thread stores everything itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,13 +39,18 @@ class BackgroundStorer:
         self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+        self._threads_run: bool | None = None
 
     def try_submit(self, job: Callable[[], None]) -> bool:
-        """Run ``job`` in the background; False (and nothing run) when the queue is full."""
+        """Run ``job`` in the background; False (and nothing run) when the queue is full
+        or background threads cannot run in this server."""
         with self._condition:
             if self._pid != os.getpid():  # forked: the parent's thread does not exist here
                 self._executor, self._pending, self._pid = None, 0, os.getpid()
-            if self._pending >= self.max_pending:
+                self._threads_run = None
+            if self._threads_run is None:
+                self._threads_run = background_threads_run()
+            if not self._threads_run or self._pending >= self.max_pending:
                 return False
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
@@ -77,6 +88,14 @@ class BackgroundStorer:
         with self._condition:
             self._pending -= 1
             self._condition.notify_all()
+
+
+def background_threads_run() -> bool:
+    """False under uWSGI without thread support, where threads only run during requests."""
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        return True
+    return bool(getattr(uwsgi, "has_threads", True))
 
 
 background_storer = BackgroundStorer()

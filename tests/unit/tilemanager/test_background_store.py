@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import types
 from collections.abc import Callable
 
 import pytest
@@ -156,3 +158,12 @@ def test_storer_forgets_the_parents_queue_after_a_fork(monkeypatch):
     assert storer.try_submit(ran.set)
     assert ran.wait(10)
     release.set()
+
+
+@pytest.mark.parametrize(("has_threads", "runs"), [(0, False), (1, True)])
+def test_uwsgi_without_python_threads_stores_in_the_request(monkeypatch, has_threads, runs):
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(has_threads=has_threads))
+    storer = BackgroundStorer()
+    ran = threading.Event()
+    assert storer.try_submit(ran.set) is runs
+    assert ran.wait(10) if runs else not ran.is_set()
