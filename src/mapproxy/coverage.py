@@ -157,6 +157,17 @@ class Coverage:
         # As in MapProxy, a bbox that only touches the polygon intersects it.
         return bool(shapely.intersects(self.geometry_in(srs), shapely.box(*bbox)))
 
+    def contains_point(self, x: float, y: float, srs: SRS) -> bool:
+        """True if the point ``x``/``y`` in ``srs`` lies in the area (its edge included)."""
+        if self.is_empty:
+            return False
+        bounds = self._bbox_or_none(srs)
+        if bounds is None or not (bounds[0] <= x <= bounds[2] and bounds[1] <= y <= bounds[3]):
+            return False
+        if self._is_bbox_only:
+            return True
+        return bool(shapely.intersects(self.geometry_in(srs), shapely.Point(x, y)))
+
     def contains(self, bbox: BBox, srs: SRS) -> bool:
         """True if ``bbox`` (x/y in ``srs``) lies completely inside the area."""
         if self.is_empty:

@@ -357,3 +357,53 @@ def test_dimensions_are_not_forwarded(
     assert info["request"] == "GetFeatureInfo"
     assert "time" not in info and "foo" not in info
     assert (getmap_query["time"], getmap_query["foo"]) == ("2020-01-01", "bar")
+
+
+COVERAGE_CONFIG = """
+services:
+  wms:
+    srs: ['EPSG:4326', 'EPSG:3857']
+    featureinfo_types: [text]
+layers:
+  - {name: tri, title: Triangle, sources: [w]}
+sources:
+  w:
+    type: wms
+    supported_srs: ['EPSG:4326']
+    wms_opts: {featureinfo: true}
+    req: {url: '{url}/t', layers: lt}
+    coverage: {datasource: triangle.wkt, srs: 'EPSG:4326'}
+"""
+
+
+@pytest.mark.parametrize(
+    ("srs", "bbox", "inside", "outside"),
+    [
+        ("EPSG:4326", "0,0,10,10", (20, 80), (80, 20)),
+        ("EPSG:3857", "0,0,1113194.9,1118890.0", (20, 80), (80, 20)),
+    ],
+)
+def test_points_outside_a_polygon_coverage_ask_nobody(
+    make_app: Callable[..., Client],
+    upstream: FakeUpstream,
+    srs: str,
+    bbox: str,
+    inside: tuple[int, int],
+    outside: tuple[int, int],
+) -> None:
+    """As MapProxy: inside the coverage's bbox but outside its polygon there is no answer
+    and no upstream request (the triangle x + y <= 10 degrees)."""
+    client = make_app(
+        COVERAGE_CONFIG.replace("{url}", upstream.url),
+        **{"triangle.wkt": "POLYGON((0 0, 10 0, 0 10, 0 0))"},
+    )
+    query = (
+        "/service?SERVICE=WMS&VERSION=1.1.1&REQUEST=GetFeatureInfo&LAYERS=tri&QUERY_LAYERS=tri"
+        f"&STYLES=&SRS={srs}&BBOX={bbox}&WIDTH=100&HEIGHT=100&INFO_FORMAT=text/plain"
+    )
+    answer = client.get(f"{query}&X={inside[0]}&Y={inside[1]}")
+    assert (answer.status_code, answer.data) == (200, b"text /t")
+    assert len(by_path(upstream, "/t")) == 1
+    answer = client.get(f"{query}&X={outside[0]}&Y={outside[1]}")
+    assert (answer.status_code, answer.data) == (200, b"")
+    assert len(by_path(upstream, "/t")) == 1

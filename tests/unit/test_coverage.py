@@ -55,6 +55,20 @@ def test_polygon_intersects_checks_geometry_not_only_bbox() -> None:
     assert not coverage.contains((4, 4, 6, 6), WGS84)
 
 
+def test_contains_point_checks_the_polygon_in_any_srs() -> None:
+    coverage = geometry_coverage(shapely.from_wkt(TRIANGLE), WGS84)
+    assert coverage.contains_point(2, 2, WGS84)
+    assert coverage.contains_point(5, 5, WGS84)  # on the edge
+    assert not coverage.contains_point(8, 8, WGS84)  # in the bbox, not in the triangle
+    assert not coverage.contains_point(-1, 2, WGS84)
+    x, y = WGS84.transform_to(MERCATOR, [(2, 2)])[0]
+    assert coverage.contains_point(x, y, MERCATOR)
+    x, y = WGS84.transform_to(MERCATOR, [(8, 8)])[0]
+    assert not coverage.contains_point(x, y, MERCATOR)
+    box = bbox_coverage((5, 45, 15, 55), WGS84)
+    assert box.contains_point(5, 45, WGS84) and not box.contains_point(4.9, 50, WGS84)
+
+
 def test_bbox_coverage_uses_bbox_math_and_transformed_bbox() -> None:
     coverage = bbox_coverage((5, 45, 15, 55), WGS84)
     assert coverage.is_bbox_only

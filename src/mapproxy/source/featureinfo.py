@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from mapproxy.errors import SourceError
 from mapproxy.http.client import HTTPResponse, UpstreamHTTPError
+from mapproxy.source.coverage import source_coverage
 from mapproxy.source.wms import WMSSource, _merge_query
 from mapproxy.srs import SRS, BBox
 
@@ -102,15 +103,18 @@ class XSLTransformer:
 
 
 def point_in_extent(source: Any, query: FeatureInfoQuery) -> bool:
-    """Whether the queried point lies in the ``extent`` of ``source`` (True without one)."""
+    """Whether the queried point lies in the ``extent`` of ``source`` and, as in MapProxy,
+    in its ``coverage`` polygons (True without either): outside, nobody is asked."""
     extent = source.extent
-    if extent is None:
-        return True
-    x, y = query.coord
-    if not query.srs.is_same_as(extent.srs):
-        x, y = query.srs.transform_to(extent.srs, [(x, y)])[0]
-    minx, miny, maxx, maxy = extent.bbox
-    return bool(minx <= x <= maxx and miny <= y <= maxy)
+    if extent is not None:
+        x, y = query.coord
+        if not query.srs.is_same_as(extent.srs):
+            x, y = query.srs.transform_to(extent.srs, [(x, y)])[0]
+        minx, miny, maxx, maxy = extent.bbox
+        if not (minx <= x <= maxx and miny <= y <= maxy):
+            return False
+    coverage = source_coverage(source)
+    return coverage is None or coverage.contains_point(*query.coord, query.srs)
 
 
 def fetch_info(source: Any, url: str) -> HTTPResponse:
