@@ -342,24 +342,14 @@ class Cluster:
         conf = tmp / "nginx.conf"
         conf.write_text(
             NGINX_CONF.format(
-                # as root nginx would run its workers as `nobody`, who cannot enter the
-                # test's private temporary directory
-                user="user root;\n" if os.geteuid() == 0 else "",
+                user=deploy.nginx_user_line(),
                 tmp=tmp,
                 servers=servers,
                 port=self.port,
             )
         )
-        argv = [self.nginx_binary, "-e", str(tmp / "nginx-error.log"), "-p", str(tmp)]
-        argv += ["-c", str(conf), "-g", "daemon off;"]
-        return deploy.ServerProcess(
-            "nginx",
-            argv,
-            self.url + "/wmts/1.0.0/WMTSCapabilities.xml",
-            tmp / "nginx-stdout.log",
-            extra_logs=[tmp / "nginx-error.log"],
-            startup_timeout=20,
-        )
+        ready_url = self.url + "/wmts/1.0.0/WMTSCapabilities.xml"
+        return deploy.nginx_server(self.nginx_binary, tmp, conf, ready_url)
 
     def stop(self) -> None:
         """Stop nginx and every instance by PID (process group)."""

@@ -289,6 +289,25 @@ class ServerProcess:
         self.stop()
 
 
+def nginx_user_line() -> str:
+    """``user root;`` when running as root: nginx would run its workers as ``nobody``, who
+    cannot enter the test's private temporary directory."""
+    return "user root;\n" if os.geteuid() == 0 else ""
+
+
+def nginx_server(binary: str, prefix: Path, conf: Path, ready_url: str) -> ServerProcess:
+    """nginx in the foreground with ``conf``; prefix and logs in ``prefix`` (not started)."""
+    error_log = prefix / "nginx-error.log"
+    return ServerProcess(
+        "nginx",
+        [binary, "-e", str(error_log), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        ready_url,
+        prefix / "nginx-stdout.log",
+        extra_logs=[error_log],
+        startup_timeout=20,
+    )
+
+
 def gunicorn_server(
     script: Path, worker_args: Sequence[str], log_dir: Path, port: int | None = None
 ) -> tuple[ServerProcess, str]:

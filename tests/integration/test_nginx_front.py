@@ -7,7 +7,6 @@ layers nginx cannot map must reach the app.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,27 +127,9 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         assert result.returncode == 0, result.stderr
         (tmp / "mapproxy-nginx.conf").write_text(result.stdout)
         conf = tmp / "nginx.conf"
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf.write_text(NGINX_CONF.format(user=user, tmp=tmp))
+        conf.write_text(NGINX_CONF.format(user=deploy.nginx_user_line(), tmp=tmp))
         url = f"http://127.0.0.1:{port}"
-        proxy = deploy.ServerProcess(
-            "nginx",
-            [
-                nginx,
-                "-e",
-                str(tmp / "nginx-error.log"),
-                "-p",
-                str(tmp),
-                "-c",
-                str(conf),
-                "-g",
-                "daemon off;",
-            ],
-            url + "/tms/1.0.0/",
-            tmp / "nginx-stdout.log",
-            extra_logs=[tmp / "nginx-error.log"],
-            startup_timeout=20,
-        )
+        proxy = deploy.nginx_server(nginx, tmp, conf, url + "/tms/1.0.0/")
         with app, proxy:
             yield Front(app_url, url, upstream)
 

@@ -8,7 +8,6 @@ Tiles through nginx carry an ETag and answer 304 to If-None-Match.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,9 +90,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, mapserver_wms) -> Iterator
     conf = tmp / "nginx.conf"
     conf.write_text(
         NGINX_CONF.format(
-            # as root nginx would run its workers as `nobody`, who cannot enter the test's
-            # private temporary directory
-            user="user root;\n" if os.geteuid() == 0 else "",
+            user=deploy.nginx_user_line(),
             tmp=tmp,
             port=port,
             public_port=public_port,
@@ -102,24 +99,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, mapserver_wms) -> Iterator
         )
     )
     url = f"http://127.0.0.1:{port}"
-    proxy = deploy.ServerProcess(
-        "nginx",
-        [
-            nginx,
-            "-e",
-            str(tmp / "nginx-error.log"),
-            "-p",
-            str(tmp),
-            "-c",
-            str(conf),
-            "-g",
-            "daemon off;",
-        ],
-        url + "/mapproxy/",
-        tmp / "nginx-stdout.log",
-        extra_logs=[tmp / "nginx-error.log"],
-        startup_timeout=20,
-    )
+    proxy = deploy.nginx_server(nginx, tmp, conf, url + "/mapproxy/")
     with app, proxy:
         yield Proxied(app_url, url, f"http://127.0.0.1:{public_port}")
 

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from fakes.lock_holders import LockHolders
 from mapproxy.cache.redis import RedisConnectionOptions
 from mapproxy.errors import LockTimeout
 from mapproxy.grid.tile_grid import TileCoord
@@ -64,26 +64,13 @@ def _raw(server: RedisServer) -> redis.Redis:
 @pytest.fixture
 def hold_redis_lock() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """``hold_redis_lock(server, lease, hold)``: a process holding the lock of ``COORD``."""
-    holders: list[subprocess.Popen[str]] = []
+    holders = LockHolders()
 
     def start(server: RedisServer, lease: float, hold: float) -> subprocess.Popen[str]:
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_SCRIPT, str(server.port), str(lease), str(hold)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        holders.append(holder)
-        assert holder.stdout is not None
-        line = holder.stdout.readline().strip()
-        assert line == "locked", holder.stderr.read() if holder.stderr else line
-        return holder
+        return holders.start(HOLD_SCRIPT, str(server.port), str(lease), str(hold))
 
     yield start
-    for holder in holders:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate(timeout=10)
+    holders.close()
 
 
 def test_lock_is_a_lease_with_a_token_and_release_deletes_it(redis_server: RedisServer) -> None:

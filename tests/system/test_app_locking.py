@@ -24,6 +24,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from fakes.fake_upstream import FakeUpstream, image_handler
+from fakes.lock_holders import LockHolders
 from mapproxy.grid.tile_grid import TileCoord
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX file locking and signals")
@@ -102,26 +103,9 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture
 def hold_lock() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
     """``hold_lock(path)``: a subprocess holding the file lock ``path`` until killed."""
-    holders: list[subprocess.Popen[str]] = []
-
-    def start(path: str) -> subprocess.Popen[str]:
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_LOCK_SCRIPT, path],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        holders.append(holder)
-        assert holder.stdout is not None
-        line = holder.stdout.readline().strip()
-        assert line == "locked", holder.stderr.read() if holder.stderr else line
-        return holder
-
-    yield start
-    for holder in holders:
-        if holder.poll() is None:
-            holder.kill()
-        holder.communicate(timeout=10)
+    holders = LockHolders()
+    yield lambda path: holders.start(HOLD_LOCK_SCRIPT, path)
+    holders.close()
 
 
 def tile_manager(client: Client, cache: str = "osm_cache"):  # type: ignore[no-untyped-def]
